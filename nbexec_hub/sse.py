@@ -1,0 +1,45 @@
+"""Server-Sent Events framing, shared by the extension's and the service's streams."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+#: how often a stream with nothing to say sends a comment, so proxies keep it open
+KEEPALIVE_SECONDS = 15.0
+
+SSE_HEADERS = {
+    "Content-Type": "text/event-stream; charset=UTF-8",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+}
+
+
+def wants_event_stream(accept_header: str | None) -> bool:
+    """Whether an Accept header asks for Server-Sent Events."""
+    return "text/event-stream" in (accept_header or "")
+
+
+def format_event(event: dict[str, Any]) -> str:
+    """One progress event as an SSE message, its ``seq`` as the message id."""
+    lines = []
+    if "seq" in event:
+        lines.append(f"id: {event['seq']}")
+    lines.append("data: " + json.dumps(event))
+    return "\n".join(lines) + "\n\n"
+
+
+def keepalive_comment() -> str:
+    """An SSE comment line: ignored by EventSource, keeps the connection warm."""
+    return ": keepalive\n\n"
+
+
+def parse_last_event_id(value: str | None) -> int | None:
+    """The ``seq`` to resume after, from a Last-Event-ID header or query value."""
+    if value is None or value == "":
+        return None
+    try:
+        seq = int(value)
+    except ValueError:
+        return None
+    return seq if seq >= 0 else None
