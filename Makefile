@@ -12,6 +12,8 @@ $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -e '.[test]'
+	# an editable install skips data_files: enable the extension as `pip install` would
+	$(VENV)/bin/jupyter server extension enable nbexec_hub --sys-prefix
 	touch $@
 
 $(CHP): package.json
