@@ -13,7 +13,8 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -e '.[test]'
 	# an editable install skips data_files: enable the extension as `pip install` would
-	$(VENV)/bin/jupyter server extension enable nbexec_hub --sys-prefix
+	install -D -m 644 jupyter-config/jupyter_server_config.d/nbexec_hub.json \
+		$(VENV)/etc/jupyter/jupyter_server_config.d/nbexec_hub.json
 	touch $@
 
 $(CHP): package.json
