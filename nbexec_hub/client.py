@@ -1,0 +1,441 @@
+"""A Python client for the Execution API, through the hub service or straight to one server.
+
+Two targets share one interface (`NbexecClient`):
+
+- `NbexecClient.for_hub(hub_url, token, user, server_name)` talks to the hub service at
+  ``<hub_url>/services/nbexec/api/users/<user>[/servers/<name>]/…`` with a hub API token;
+- `NbexecClient.for_server(server_url, token)` talks to one Jupyter server's
+  ``<server_url>/api/executions…`` with that server's token.
+
+Models are returned as plain dicts, exactly as the server sends them (CONTRACT A.1). Every
+failure is an `NbexecAPIError` carrying the HTTP status (``None`` when no answer came) and
+the server's message. Streams are read as they arrive; a stream that drops before its final
+event is resumed from the last ``seq`` with ``GET …/progress`` and ``Last-Event-ID``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Callable
+from urllib.parse import quote
+
+import requests
+
+log = logging.getLogger(__name__)
+
+Event = dict[str, Any]
+EventCallback = Callable[[Event], None]
+
+#: events that end an execution's stream
+FINAL_EVENTS = frozenset({"notebook_complete", "notebook_error"})
+
+#: seconds to wait for a TCP connection; streams have no read timeout (a cell may run for hours)
+CONNECT_TIMEOUT = 10.0
+#: read timeout of requests that answer at once
+READ_TIMEOUT = 60.0
+
+
+class NbexecAPIError(Exception):
+    """A failed request: its HTTP ``status`` (None: no answer) and the server's ``message``."""
+
+    def __init__(self, message: str, status: int | None = None, body: Any = None) -> None:
+        super().__init__(f"{status} {message}" if status else message)
+        self.status = status
+        self.message = message
+        #: the decoded JSON error body when there was one (e.g. with ``state`` for a 409)
+        self.body = body
+
+    @classmethod
+    def from_response(cls, response: requests.Response) -> NbexecAPIError:
+        """Build the error from a failed response, preferring its JSON ``message``."""
+        body: Any = None
+        message = response.reason or "HTTP error"
+        try:
+            body = response.json()
+        except ValueError:
+            text = response.text.strip()
+            if text:
+                message = text[:500]
+        else:
+            if isinstance(body, dict) and body.get("message"):
+                message = str(body["message"])
+        return cls(message, status=response.status_code, body=body)
+
+
+class StreamInterrupted(Exception):
+    """A stream ended before its final event (internal: triggers a resume)."""
+
+
+@dataclass
+class Target:
+    """Where requests go: the URL the ``executions`` resource hangs below, plus auth."""
+
+    #: URL ending in ``/`` below which ``executions`` lives
+    api_url: str
+    token: str | None = None
+    #: ``hub`` (through the service) or ``server`` (straight to a Jupyter server)
+    kind: str = "server"
+    #: for ``hub``: the URL of the user's server status resource
+    server_url: str | None = None
+    #: query parameters added to execution requests (the service's ``start``/``wait``)
+    extra_query: dict[str, str] = field(default_factory=dict)
+
+
+def hub_target(
+    hub_url: str, token: str | None, user: str, server_name: str = ""
+) -> Target:
+    """The target for ``user``'s server ``server_name`` through the hub service."""
+    root = hub_url.rstrip("/") + "/services/nbexec/api/users/" + quote(user, safe="") + "/"
+    if server_name:
+        server = root + "servers/" + quote(server_name, safe="")
+    else:
+        server = root + "server"
+    return Target(api_url=server + "/" if server_name else root, token=token, kind="hub",
+                  server_url=server)
+
+
+def server_target(server_url: str, token: str | None) -> Target:
+    """The target for one Jupyter server at ``server_url`` (its base URL)."""
+    return Target(api_url=server_url.rstrip("/") + "/api/", token=token, kind="server",
+                  server_url=server_url.rstrip("/") + "/")
+
+
+def iter_stream_events(response: requests.Response) -> Iterator[Event]:
+    """Decode a streamed body as it arrives: NDJSON, or Server-Sent Events by Content-Type."""
+    sse = "text/event-stream" in response.headers.get("Content-Type", "")
+    data_lines: list[str] = []
+    last_id: str | None = None
+    for line in _iter_lines(response.iter_content(chunk_size=None)):
+        if not sse:
+            if line.strip():
+                yield json.loads(line)
+            continue
+        if line == "":
+            if data_lines:
+                event = json.loads("\n".join(data_lines))
+                if last_id is not None and "seq" not in event and last_id.isdigit():
+                    event["seq"] = int(last_id)
+                yield event
+            data_lines = []
+        elif line.startswith(":"):
+            continue  # keep-alive comment
+        else:
+            name, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if name == "data":
+                data_lines.append(value)
+            elif name == "id":
+                last_id = value
+
+
+def _iter_lines(chunks: Iterable[bytes]) -> Iterator[str]:
+    """Split byte chunks into text lines, yielding each as soon as its newline arrives."""
+    pending = b""
+    for chunk in chunks:
+        if not chunk:
+            continue
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for raw in lines:
+            yield raw.rstrip(b"\r").decode("utf-8")
+    if pending.strip():
+        yield pending.decode("utf-8")
+
+
+def _form_value(value: Any) -> str:
+    """A reserved parameter as a form string (booleans as ``true``/``false``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+class NbexecClient:
+    """The Execution API, through the hub service or straight to one server (module docstring)."""
+
+    def __init__(
+        self,
+        target: Target,
+        session: requests.Session | None = None,
+        max_resume_attempts: int = 5,
+        resume_delay: float = 1.0,
+    ) -> None:
+        self.target = target
+        self.session = session or requests.Session()
+        if target.token:
+            self.session.headers["Authorization"] = f"token {target.token}"
+        self.max_resume_attempts = max_resume_attempts
+        self.resume_delay = resume_delay
+
+    @classmethod
+    def for_hub(
+        cls, hub_url: str, token: str | None, user: str, server_name: str = "", **kwargs: Any
+    ) -> NbexecClient:
+        """A client for ``user``'s server through the hub service at ``hub_url``."""
+        return cls(hub_target(hub_url, token, user, server_name), **kwargs)
+
+    @classmethod
+    def for_server(cls, server_url: str, token: str | None, **kwargs: Any) -> NbexecClient:
+        """A client for one Jupyter server at ``server_url``."""
+        return cls(server_target(server_url, token), **kwargs)
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _url(self, *parts: str) -> str:
+        quoted = "/".join(quote(p, safe="") for p in parts)
+        return self.target.api_url + "executions" + ("/" + quoted if quoted else "")
+
+    def _request(
+        self,
+        method: str,
+        url: str,
+        *,
+        stream: bool = False,
+        query: Mapping[str, str] | None = None,
+        forwarded: bool = True,
+        **kwargs: Any,
+    ) -> requests.Response:
+        # the service's start/wait only go with requests it forwards to the server
+        params = dict(self.target.extra_query) if forwarded else {}
+        params.update(query or {})
+        timeout = (CONNECT_TIMEOUT, None if stream else READ_TIMEOUT)
+        try:
+            response = self.session.request(
+                method, url, params=params or None, stream=stream, timeout=timeout, **kwargs
+            )
+        except requests.RequestException as e:
+            raise NbexecAPIError(f"cannot reach {url}: {e}") from e
+        if response.status_code >= 400:
+            try:
+                raise NbexecAPIError.from_response(response)
+            finally:
+                response.close()
+        return response
+
+    @staticmethod
+    def _json(response: requests.Response) -> Any:
+        if not response.content.strip():
+            return None
+        try:
+            return response.json()
+        except ValueError as e:
+            raise NbexecAPIError(
+                f"expected JSON, got {response.text[:200]!r}", status=response.status_code
+            ) from e
+
+    # -- executions -------------------------------------------------------------------------
+
+    def list(self) -> list[dict[str, Any]]:
+        """All execution models of the target server."""
+        return self._json(self._request("GET", self._url()))["executions"]
+
+    def list_all_servers(self) -> dict[str, Any]:
+        """Hub only: executions of every ready server the token may access."""
+        if self.target.kind != "hub":
+            raise NbexecAPIError("listing every server needs the hub service")
+        url = self.target.api_url.split("/api/users/")[0] + "/api/executions"
+        return self._json(self._request("GET", url, forwarded=False))
+
+    def get(self, exec_id: str) -> dict[str, Any]:
+        """One execution model."""
+        return self._json(self._request("GET", self._url(exec_id)))["execution"]
+
+    def start(
+        self,
+        notebook: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        output_path: str | None = None,
+        overwrite: bool = False,
+        kernel: str | None = None,
+        cell_timeout: int | None = None,
+    ) -> dict[str, Any]:
+        """Start an execution and return its model at once (the ``notebook_start`` event's)."""
+        kwargs = self._run_body(notebook, params, output_path, overwrite, kernel, cell_timeout)
+        event = self._json(self._request("POST", self._url(), **kwargs))
+        return event["execution"] if "execution" in event else event
+
+    def run(
+        self,
+        notebook: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        output_path: str | None = None,
+        overwrite: bool = False,
+        kernel: str | None = None,
+        cell_timeout: int | None = None,
+        wait: bool = True,
+        on_event: EventCallback | None = None,
+    ) -> dict[str, Any]:
+        """Run a notebook; with ``wait`` follow its progress (``on_event`` gets each event)
+        and return the final model, else return the model as started."""
+        if not wait:
+            model = self.start(notebook, params, output_path=output_path, overwrite=overwrite,
+                               kernel=kernel, cell_timeout=cell_timeout)
+            if on_event is not None:
+                on_event({"event": "notebook_start", "timestamp": time.time(),
+                          "execution": model})
+            return model
+        kwargs = self._run_body(notebook, params, output_path, overwrite, kernel, cell_timeout)
+        response = self._request(
+            "POST", self._url(), stream=True,
+            headers={"X-Response-Encoding": "chunked", **kwargs.pop("headers", {})}, **kwargs,
+        )
+        return self._follow(response, None, on_event)
+
+    @staticmethod
+    def _run_body(
+        notebook: str,
+        params: Mapping[str, Any] | None,
+        output_path: str | None,
+        overwrite: bool,
+        kernel: str | None,
+        cell_timeout: int | None,
+    ) -> dict[str, Any]:
+        """Request keyword arguments: a form body, or JSON when a parameter is not a string."""
+        reserved: dict[str, str] = {"notebook": notebook}
+        if output_path is not None:
+            reserved["output_path"] = output_path
+        if overwrite:
+            reserved["overwrite"] = _form_value(overwrite)
+        if kernel is not None:
+            reserved["jupyter_kernel"] = kernel
+        if cell_timeout is not None:
+            reserved["cell_timeout"] = _form_value(cell_timeout)
+        params = dict(params or {})
+        clash = set(params) & {"notebook", "output_path", "overwrite", "jupyter_kernel",
+                               "cell_timeout"}
+        if clash:
+            raise ValueError(f"reserved names cannot be notebook parameters: {sorted(clash)}")
+        if all(isinstance(v, str) for v in params.values()):
+            return {"data": {**params, **reserved}}
+        # typed values (from a JSON/YAML file) keep their types in a JSON body
+        return {"json": {**params, **reserved}}
+
+    def progress(self, exec_id: str, after_seq: int | None = None) -> Iterator[Event]:
+        """Every event of an execution (after ``after_seq``), live, until its final event;
+        a dropped stream is resumed."""
+        last = after_seq
+        attempts = 0
+        while True:
+            headers = {"Accept": "application/x-ndjson"}
+            if last is not None:
+                headers["Last-Event-ID"] = str(last)
+            try:
+                response = self._request(
+                    "GET", self._url(exec_id, "progress"), stream=True, headers=headers
+                )
+                with response:
+                    for event in iter_stream_events(response):
+                        seq = event.get("seq")
+                        if seq is not None and last is not None and seq <= last:
+                            continue  # already seen (a server that ignores Last-Event-ID)
+                        if seq is not None:
+                            last = seq
+                        attempts = 0
+                        yield event
+                        if event.get("event") in FINAL_EVENTS:
+                            return
+                raise StreamInterrupted("progress stream ended before the final event")
+            except (StreamInterrupted, requests.RequestException, NbexecAPIError) as e:
+                if isinstance(e, NbexecAPIError) and e.status is not None:
+                    raise
+                attempts += 1
+                if attempts > self.max_resume_attempts:
+                    raise NbexecAPIError(
+                        f"progress stream of {exec_id} lost after {attempts - 1} retries: {e}"
+                    ) from e
+                log.info("progress stream of %s dropped (%s); resuming after seq %s",
+                         exec_id, e, last)
+                time.sleep(self.resume_delay * attempts)
+
+    def follow(self, exec_id: str, on_event: EventCallback | None = None) -> dict[str, Any]:
+        """Follow an execution's progress to its end and return the final model."""
+        final: dict[str, Any] | None = None
+        for event in self.progress(exec_id):
+            if on_event is not None:
+                on_event(event)
+            final = event
+        assert final is not None  # progress() only returns after a final event
+        return final["execution"]
+
+    def _follow(
+        self, response: requests.Response, exec_id: str | None, on_event: EventCallback | None
+    ) -> dict[str, Any]:
+        """Read a chunked run stream; if it drops, go on with ``progress`` from the last seq."""
+        count = 0
+        last_seq: int | None = None
+        try:
+            with response:
+                for event in iter_stream_events(response):
+                    # a POST stream may omit seq: its events are the execution's from 0 on
+                    last_seq = event.get("seq", count)
+                    count += 1
+                    if exec_id is None and "execution" in event:
+                        exec_id = event["execution"]["exec_id"]
+                    if on_event is not None:
+                        on_event(event)
+                    if event.get("event") in FINAL_EVENTS:
+                        return event["execution"]
+        except (requests.RequestException, ValueError) as e:
+            log.info("run stream dropped: %s", e)
+        if exec_id is None:
+            raise NbexecAPIError("the run stream ended before the execution started")
+        log.info("resuming %s after seq %s", exec_id, last_seq)
+        final: dict[str, Any] | None = None
+        for event in self.progress(exec_id, after_seq=last_seq):
+            if on_event is not None:
+                on_event(event)
+            final = event
+        assert final is not None
+        return final["execution"]
+
+    def shutdown(self, exec_id: str, wait: bool = True) -> dict[str, Any] | None:
+        """Shut an execution's kernel down; with ``wait`` return the model once it is done."""
+        headers = {"X-Response-Encoding": "chunked"} if wait else {}
+        response = self._request(
+            "POST", self._url(exec_id), data={"action": "shutdown"}, headers=headers
+        )
+        body = self._json(response)
+        return body.get("execution") if isinstance(body, dict) else None
+
+    def delete(self, exec_id: str) -> None:
+        """Delete an execution (shutting its kernel down if alive)."""
+        self._request("DELETE", self._url(exec_id))
+
+    def delete_all(self) -> None:
+        """Delete every execution of the target server."""
+        self._request("DELETE", self._url())
+
+    def parameters(self, notebook: str) -> dict[str, Any]:
+        """The parameters a notebook declares: ``{"path": …, "parameters": [...]}``."""
+        return self._json(
+            self._request("GET", self._url("parameters"), query={"notebook": notebook})
+        )
+
+    # -- the server itself ------------------------------------------------------------------
+
+    def server_status(self) -> dict[str, Any]:
+        """The server's status model (CONTRACT B.3); a direct server is ``ready`` if it answers."""
+        if self.target.kind == "hub":
+            return self._json(
+                self._request("GET", self.target.server_url or "", forwarded=False)
+            )
+        self._request("GET", self.target.api_url + "status", forwarded=False)
+        return {"state": "ready", "ready": True, "pending": None, "url": self.target.server_url}
+
+    def start_server(self) -> dict[str, Any]:
+        """Hub only: ask the hub to start the server; returns the status model."""
+        if self.target.kind != "hub":
+            raise NbexecAPIError("a server can only be started through the hub service")
+        return self._json(
+            self._request("POST", self.target.server_url or "", forwarded=False)
+        )
+
+    def start_if_needed(self, wait: int = 60) -> None:
+        """Hub only: have the next execution requests start the server and wait for it."""
+        if self.target.kind == "hub":
+            self.target.extra_query.update({"start": "1", "wait": str(wait)})
