@@ -1,0 +1,135 @@
+"""How the `nbexec` command shows an execution's progress: a tqdm bar, plain lines, or JSON.
+
+The bar (cells done of total, the cell now running) is for a terminal; when stderr is not
+one, each cell becomes one plain line, so logs of cron jobs and CI stay readable. With
+``--json`` every event goes to stdout as one JSON line and nothing else is printed there.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, TextIO
+
+from tqdm import tqdm
+
+from ..client import Event
+
+
+def first_line(source: str | list[str] | None, width: int = 60) -> str:
+    """The first non-blank line of a cell's source, shortened to ``width``."""
+    if isinstance(source, list):
+        source = "".join(source)
+    for line in (source or "").splitlines():
+        if line.strip():
+            line = line.strip()
+            return line if len(line) <= width else line[: width - 1] + "…"
+    return ""
+
+
+def parse_progress(value: str | None) -> tuple[int, int] | None:
+    """``"3/10"`` as ``(3, 10)``; None when absent or malformed."""
+    try:
+        current, total = (value or "").split("/")
+        return int(current), int(total)
+    except ValueError:
+        return None
+
+
+def print_json(obj: Any, out: TextIO | None = None) -> None:
+    """One JSON document on one line, flushed (for ``--json`` readers)."""
+    out = out or sys.stdout
+    out.write(json.dumps(obj) + "\n")
+    out.flush()
+
+
+class ProgressView:
+    """Receives every progress event (an `EventCallback`) and renders it."""
+
+    def __init__(self, mode: str, err: TextIO | None = None, out: TextIO | None = None) -> None:
+        if mode not in ("bar", "lines", "json"):
+            raise ValueError(f"unknown progress mode {mode!r}")
+        self.mode = mode
+        self.err = err or sys.stderr
+        self.out = out or sys.stdout
+        self.exec_id: str | None = None
+        self.final: Event | None = None
+        self._bar: tqdm | None = None
+
+    @classmethod
+    def for_terminal(cls, as_json: bool) -> ProgressView:
+        """JSON when asked, a bar when stderr is a terminal, plain lines otherwise."""
+        if as_json:
+            return cls("json")
+        return cls("bar" if sys.stderr.isatty() else "lines")
+
+    def __call__(self, event: Event) -> None:
+        execution = event.get("execution") or {}
+        if self.exec_id is None and execution.get("exec_id"):
+            self.exec_id = execution["exec_id"]
+        name = event.get("event")
+        if name in ("notebook_complete", "notebook_error"):
+            self.final = event
+        if self.mode == "json":
+            print_json(event, self.out)
+            return
+        if name == "notebook_start":
+            self._say(f"started {execution.get('exec_id')}: {execution.get('path')}")
+        elif name in ("start", "end"):
+            self._cell(name, event)
+        elif name in ("notebook_complete", "notebook_error"):
+            self.close()
+
+    def _cell(self, name: str, event: Event) -> None:
+        progress = parse_progress(event.get("progress"))
+        text = first_line((event.get("cell") or {}).get("source"))
+        if self.mode == "lines":
+            if name == "start":
+                label = f"[{progress[0]}/{progress[1]}]" if progress else "[?]"
+                self._say(f"{label} {text}")
+            return
+        if progress is None:
+            return
+        current, total = progress
+        if self._bar is None:
+            self._bar = tqdm(total=total, unit="cell", file=self.err, dynamic_ncols=True,
+                             leave=True)
+        if self._bar.total != total:
+            self._bar.total = total
+        # a started cell is running, an ended one is done
+        self._bar.n = current if name == "end" else current - 1
+        self._bar.set_description_str(text, refresh=False)
+        self._bar.refresh()
+
+    def _say(self, line: str) -> None:
+        if self._bar is not None:
+            self._bar.write(line, file=self.err)
+        else:
+            self.err.write(line + "\n")
+            self.err.flush()
+
+    def close(self) -> None:
+        """End the bar (if any) so that later output starts on a fresh line."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def describe(model: dict[str, Any]) -> str:
+    """An execution model as aligned ``key: value`` lines."""
+    width = max((len(k) for k in model), default=0)
+    lines = []
+    for key, value in model.items():
+        if isinstance(value, (dict, list)):
+            value = json.dumps(value)
+        lines.append(f"{key.ljust(width)}  {value}")
+    return "\n".join(lines)
+
+
+def table(rows: list[list[str]], header: list[str]) -> str:
+    """Rows as a left-aligned text table under ``header``."""
+    cells = [header] + rows
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells
+    )
