@@ -201,7 +201,9 @@ class NbexecClient:
         # the service's start/wait only go with requests it forwards to the server
         params = dict(self.target.extra_query) if forwarded else {}
         params.update(query or {})
-        timeout = (CONNECT_TIMEOUT, None if stream else READ_TIMEOUT)
+        # the service may hold a request while it waits for the server to start
+        read_timeout = READ_TIMEOUT + float(params.get("wait", 0))
+        timeout = (CONNECT_TIMEOUT, None if stream else read_timeout)
         try:
             response = self.session.request(
                 method, url, params=params or None, stream=stream, timeout=timeout, **kwargs
