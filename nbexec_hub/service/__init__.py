@@ -1,0 +1,1 @@
+"""The JupyterHub managed service ``nbexec``: status, start and forwarding of executions."""

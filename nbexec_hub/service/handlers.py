@@ -1,0 +1,248 @@
+"""The service's HTTP handlers: identity, authorization, then one call each.
+
+Every handler resolves the caller asynchronously in `prepare()` (the hub's
+blocking `get_current_user` path is never used) and checks permissions the
+way the hub does: a user acts on their own servers, anyone else needs scopes
+covering ``access:servers!server=U/S`` (and ``start:servers`` to start one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+from urllib.parse import quote
+
+from jupyterhub._xsrf_utils import _needs_check_xsrf
+from jupyterhub.services.auth import HubOAuth, HubOAuthenticated
+from tornado import web
+
+from .. import __version__, errors, sse
+from ..http_errors import JSONErrorMixin
+from .fanout import gather_executions
+from .forward import Forwarder, parse_start_wait
+from .hubclient import HubClient
+
+
+class ServiceHandler(JSONErrorMixin, HubOAuthenticated, web.RequestHandler):
+    """Base class: the caller's hub identity (API paths answer 401 JSON without one)."""
+
+    #: False for handlers anyone may call (health probes)
+    requires_login = True
+    caller: dict[str, Any] | None = None
+
+    @property
+    def hub_auth(self) -> HubOAuth:  # type: ignore[override]
+        return self.settings["hub_auth"]
+
+    @hub_auth.setter
+    def hub_auth(self, value: HubOAuth) -> None:  # pragma: no cover - settings hold it
+        pass
+
+    @property
+    def hub(self) -> HubClient:
+        return self.settings["hub_client"]
+
+    @property
+    def forwarder(self) -> Forwarder:
+        return self.settings["forwarder"]
+
+    @property
+    def log(self) -> Any:
+        return self.settings["log"]
+
+    def get_current_user(self) -> dict[str, Any] | None:
+        """The caller resolved in `prepare()` (never the hub's blocking lookup)."""
+        return self.caller
+
+    def is_api_request(self) -> bool:
+        return self.request.path.startswith(self.settings["service_prefix"] + "api/")
+
+    async def prepare(self) -> None:
+        if not self.requires_login:
+            return
+        self.caller = await self.hub_auth.get_user(self, sync=False)
+        if self.caller is None:
+            cookie = self.get_secure_cookie(self.hub_auth.cookie_name)
+            if cookie and _needs_check_xsrf(self):
+                raise errors.Forbidden(
+                    "Cookie-authenticated requests need the XSRF token "
+                    "(X-XSRFToken header or ?_xsrf=)"
+                )
+            if self.is_api_request() or self.request.method != "GET":
+                raise errors.Unauthorized(
+                    "Log in, or send a hub API token (Authorization: token ...)"
+                )
+            self.redirect(self.get_login_url())
+            return
+        access = self.hub_auth.access_scopes
+        if access and not self.hub_auth.check_scopes(access, self.caller):
+            raise errors.Forbidden(
+                f"{self.caller.get('kind', 'user')} {self.caller['name']} lacks "
+                f"{' or '.join(sorted(access))}"
+            )
+
+    # -- authorization, mirroring the hub's scopes -------------------------
+
+    def _is_self(self, user: str) -> bool:
+        caller = self.caller or {}
+        return caller.get("kind", "user") == "user" and caller.get("name") == user
+
+    def may_access(self, user: str, server_name: str) -> bool:
+        """Whether the caller may use the server U/S (its owner, or access:servers)."""
+        if self._is_self(user):
+            return True
+        return bool(
+            self.hub_auth.check_scopes(f"access:servers!server={user}/{server_name}", self.caller)
+        )
+
+    def may_start(self, user: str, server_name: str) -> bool:
+        """Whether the caller may start the server U/S (its owner, or start:servers)."""
+        if self._is_self(user):
+            return True
+        return bool(
+            self.hub_auth.check_scopes(f"start:servers!server={user}/{server_name}", self.caller)
+        )
+
+    def check_access(self, user: str, server_name: str) -> None:
+        if not self.may_access(user, server_name):
+            raise errors.Forbidden(f"You may not use the server {user}/{server_name}")
+
+    def write_json(self, model: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(json.dumps(model))
+
+
+class HealthHandler(ServiceHandler):
+    """`GET /api/health`: is the service up, can it reach the hub (no auth, for probes)."""
+
+    requires_login = False
+
+    async def get(self) -> None:
+        hub_ok = await self.hub.health()
+        self.write_json({"version": __version__, "hub": "ok" if hub_ok else "unreachable"})
+
+
+class ServerHandler(ServiceHandler):
+    """`GET` a server's status (B.3); `POST` starts it (202 with the status)."""
+
+    async def get(self, user: str, server_name: str | None = None) -> None:
+        server_name = server_name or ""
+        self.check_access(user, server_name)
+        self.write_json(await self.hub.server_status(user, server_name, use_cache=False))
+
+    async def post(self, user: str, server_name: str | None = None) -> None:
+        server_name = server_name or ""
+        if not self.may_start(user, server_name):
+            raise errors.Forbidden(f"You may not start the server {user}/{server_name}")
+        await self.hub.start_server(user, server_name)
+        self.write_json(await self.hub.server_status(user, server_name, use_cache=False), 202)
+
+
+class SpawnProgressHandler(ServiceHandler):
+    """`GET …/server/progress`: the hub's spawn progress, relayed as Server-Sent Events."""
+
+    stop: asyncio.Event | None = None
+
+    async def get(self, user: str, server_name: str | None = None) -> None:
+        server_name = server_name or ""
+        self.check_access(user, server_name)
+        status = await self.hub.server_status(user, server_name, use_cache=False)
+        if status["state"] == "stopped":
+            raise errors.Conflict(
+                f"The server {user}/{server_name} is not running", state="stopped"
+            )
+        for name, value in sse.SSE_HEADERS.items():
+            self.set_header(name, value)
+        await self.flush()
+        self.stop = asyncio.Event()
+        keepalive = asyncio.ensure_future(self._keepalive())
+
+        async def on_event(event: dict[str, Any]) -> None:
+            self.write(sse.format_event(event))
+            await self.flush()
+
+        try:
+            await self.hub.spawn_progress(user, server_name, on_event, self.stop)
+        finally:
+            keepalive.cancel()
+        if not self.stop.is_set():
+            self.finish()
+
+    async def _keepalive(self) -> None:
+        while True:
+            await asyncio.sleep(self.forwarder.keepalive_seconds)
+            self.write(sse.keepalive_comment())
+            await self.flush()
+
+    def on_connection_close(self) -> None:
+        if self.stop is not None:
+            self.stop.set()
+
+
+class ForwardHandler(ServiceHandler):
+    """Every request of the Execution API, forwarded to the user's server (B.4)."""
+
+    upstream_relay: Any = None
+    #: what may be forwarded beyond executions: read-only, for the page
+    READ_ONLY = ("contents", "kernelspecs")
+
+    async def _forward(self, user: str, server_name: str | None, rest: str) -> None:
+        server_name = server_name or ""
+        if rest.split("/", 1)[0] in self.READ_ONLY and self.request.method != "GET":
+            raise web.HTTPError(405)
+        self.check_access(user, server_name)
+        start, wait = parse_start_wait(
+            self.get_query_argument("start", None),
+            self.get_query_argument("wait", None),
+            self.settings["default_wait"],
+            self.settings["max_wait"],
+        )
+        status = await self.forwarder.ensure_ready(
+            user, server_name, start=start, wait=wait, may_start=self.may_start(user, server_name)
+        )
+        self.log.info(
+            "Forwarding %s %s for %s to %s/%s",
+            self.request.method, rest, self.caller["name"], user, server_name,  # type: ignore[index]
+        )
+        await self.forwarder.forward(self, status, "api/" + quote(rest, safe="/"))
+
+    get = post = put = patch = delete = _forward  # type: ignore[assignment]
+
+    def on_connection_close(self) -> None:
+        if self.upstream_relay is not None:
+            self.upstream_relay.caller_left()
+
+
+class FanoutHandler(ServiceHandler):
+    """`GET /api/executions`: executions of every ready server the caller may access."""
+
+    async def get(self) -> None:
+        result = await gather_executions(
+            self.hub,
+            self.settings["hub_http_client"],
+            self.forwarder.proxy_url,
+            self.settings["service_token"],
+            self.may_access,
+            concurrency=self.settings["fanout_concurrency"],
+            timeout=self.settings["fanout_timeout"],
+        )
+        self.write_json(result)
+
+
+_USER = r"(?P<user>[^/]+)"
+_SERVER = r"(?:server|servers/(?P<server_name>[^/]+))"
+
+#: (pattern relative to the service prefix, handler)
+default_handlers: list[tuple[str, type]] = [
+    (r"api/health", HealthHandler),
+    (r"api/executions/?", FanoutHandler),
+    (rf"api/users/{_USER}/{_SERVER}/progress", SpawnProgressHandler),
+    (rf"api/users/{_USER}/{_SERVER}/?", ServerHandler),
+    (
+        rf"api/users/{_USER}(?:/servers/(?P<server_name>[^/]+))?"
+        r"/(?P<rest>(?:executions|contents|kernelspecs)(?:/.*)?)",
+        ForwardHandler,
+    ),
+]

@@ -1,0 +1,286 @@
+"""The service's one connection to the JupyterHub REST API.
+
+`HubClient` talks to the hub with the service's own token: user and server
+models, starting servers, the spawn-progress stream. Readiness answers are
+cached for a few seconds so that a busy API client does not cost one hub
+API call per request; `forget()` drops an entry as soon as an upstream says
+the server is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest, HTTPResponse
+
+from .. import errors
+from .streaming import StreamingHTTPClient, close_upstream
+
+log = logging.getLogger("nbexec.hub")
+
+#: one event of the hub's spawn progress stream
+ProgressCallback = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+def server_path(user: str, server_name: str) -> str:
+    """The ``users/U/server`` or ``users/U/servers/S`` part of a hub or service URL."""
+    if server_name:
+        return f"users/{quote(user, safe='')}/servers/{quote(server_name, safe='')}"
+    return f"users/{quote(user, safe='')}/server"
+
+
+def status_model(
+    user: str, server_name: str, server: dict[str, Any] | None, service_prefix: str
+) -> dict[str, Any]:
+    """The service's status answer (CONTRACT B.3) from the hub's server model, or None if absent."""
+    server = server or {}
+    if server.get("ready"):
+        state = "ready"
+    elif server:
+        state = "pending"
+    else:
+        state = "stopped"
+    return {
+        "user": user,
+        "server_name": server_name,
+        "state": state,
+        "ready": state == "ready",
+        "pending": server.get("pending"),
+        "url": server.get("url"),
+        "started": server.get("started"),
+        "last_activity": server.get("last_activity"),
+        "progress_url": f"{service_prefix}api/{server_path(user, server_name)}/progress",
+    }
+
+
+class HubClient:
+    """Talks to the hub API with the service's token; caches readiness briefly."""
+
+    def __init__(
+        self,
+        api_url: str,
+        api_token: str,
+        service_prefix: str,
+        *,
+        cache_seconds: float = 3.0,
+        request_timeout: float = 20.0,
+        http_client: AsyncHTTPClient | None = None,
+        stream_client: StreamingHTTPClient | None = None,
+    ) -> None:
+        self.api_url = api_url.rstrip("/") + "/"
+        self._token = api_token
+        self.service_prefix = service_prefix
+        self.cache_seconds = cache_seconds
+        self.request_timeout = request_timeout
+        self.http = http_client or AsyncHTTPClient()
+        self.stream_client = stream_client or StreamingHTTPClient.create(max_clients=1000)
+        self._ready_cache: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
+
+    # -- plumbing ---------------------------------------------------------
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"token {self._token}", "Accept": "application/json"}
+
+    async def _request(
+        self, method: str, path: str, body: Any = None, *, ok: tuple[int, ...] = ()
+    ) -> tuple[int, Any]:
+        """One hub API call; returns (status, decoded JSON or None). Network failures raise."""
+        req = HTTPRequest(
+            self.api_url + path,
+            method=method,
+            headers=self._headers(),
+            body=json.dumps(body) if body is not None else (b"" if method == "POST" else None),
+            request_timeout=self.request_timeout,
+            connect_timeout=10,
+        )
+        resp: HTTPResponse = await self.http.fetch(req, raise_error=False)
+        if resp.code == 599:
+            raise errors.UpstreamError(f"The hub API is unreachable: {resp.error}")
+        data = None
+        if resp.body:
+            try:
+                data = json.loads(resp.body)
+            except ValueError:
+                data = None
+        if resp.code >= 400 and resp.code not in ok:
+            message = data.get("message") if isinstance(data, dict) else resp.reason
+            if resp.code == 404:
+                raise errors.NotFound(message or "Not found")
+            if resp.code == 403:
+                raise errors.UpstreamError(
+                    f"The service's hub token may not do this ({message}); check its role"
+                )
+            raise errors.UpstreamError(f"The hub answered {resp.code}: {message}")
+        return resp.code, data
+
+    # -- models -----------------------------------------------------------
+
+    async def health(self) -> bool:
+        """Whether the hub API answers at all."""
+        try:
+            resp = await self.http.fetch(
+                self.api_url, request_timeout=5, connect_timeout=5, raise_error=False
+            )
+        except OSError:
+            return False
+        return resp.code == 200
+
+    async def get_user(self, user: str) -> dict[str, Any]:
+        """The hub's user model (with its ``servers`` dict); NotFound for an unknown user."""
+        _, data = await self._request("GET", f"users/{quote(user, safe='')}")
+        return data
+
+    async def server_status(
+        self, user: str, server_name: str = "", *, use_cache: bool = True
+    ) -> dict[str, Any]:
+        """Status of one server (B.3); a ready answer is cached for `cache_seconds`."""
+        key = (user, server_name)
+        if use_cache and key in self._ready_cache:
+            stamp, status = self._ready_cache[key]
+            if time.monotonic() - stamp < self.cache_seconds:
+                return status
+            self._ready_cache.pop(key, None)
+        model = await self.get_user(user)
+        server = (model.get("servers") or {}).get(server_name)
+        status = status_model(user, server_name, server, self.service_prefix)
+        if status["ready"]:
+            self._ready_cache[key] = (time.monotonic(), status)
+        else:
+            self._ready_cache.pop(key, None)
+        return status
+
+    def forget(self, user: str, server_name: str = "") -> None:
+        """Drop the cached readiness of a server that turned out to be gone."""
+        self._ready_cache.pop((user, server_name), None)
+
+    async def list_ready_servers(self) -> list[dict[str, Any]]:
+        """Status models of every ready server on the hub (paginated listing)."""
+        found: list[dict[str, Any]] = []
+        offset, limit = 0, 200
+        while True:
+            query = urlencode({"state": "ready", "offset": offset, "limit": limit})
+            _, users = await self._request("GET", f"users?{query}")
+            if isinstance(users, dict):  # paginated envelope
+                users = users.get("items", [])
+            for model in users or []:
+                for name, server in (model.get("servers") or {}).items():
+                    status = status_model(model["name"], name, server, self.service_prefix)
+                    if status["ready"]:
+                        found.append(status)
+            if not users or len(users) < limit:
+                return found
+            offset += limit
+
+    async def list_user_names(self) -> list[str]:
+        """Names of every user on the hub (paginated listing)."""
+        names: list[str] = []
+        offset, limit = 0, 200
+        while True:
+            query = urlencode({"offset": offset, "limit": limit})
+            _, users = await self._request("GET", f"users?{query}")
+            if isinstance(users, dict):
+                users = users.get("items", [])
+            names.extend(model["name"] for model in users or [])
+            if not users or len(users) < limit:
+                return names
+            offset += limit
+
+    # -- actions ----------------------------------------------------------
+
+    async def start_server(self, user: str, server_name: str = "") -> None:
+        """Ask the hub to start a server; starting one that already runs is fine."""
+        self.forget(user, server_name)
+        code, data = await self._request("POST", server_path(user, server_name), ok=(400,))
+        if code == 400:
+            message = (data or {}).get("message", "") if isinstance(data, dict) else ""
+            if "already" in message.lower() or "pending" in message.lower():
+                return
+            raise errors.BadRequest(f"The hub refused to start the server: {message}")
+        log.info("Asked the hub to start %s/%s", user, server_name)
+
+    async def wait_ready(
+        self, user: str, server_name: str, timeout: float, *, poll: float = 0.5
+    ) -> dict[str, Any]:
+        """Poll until the server is ready: UpstreamTimeout when time runs out, UpstreamError
+        when a spawn in progress ends without a server."""
+        deadline = time.monotonic() + timeout
+        seen_pending = False
+        while True:
+            status = await self.server_status(user, server_name, use_cache=False)
+            if status["ready"]:
+                return status
+            if status["state"] == "pending":
+                seen_pending = True
+            elif seen_pending:
+                raise errors.UpstreamError(
+                    f"The server {user}/{server_name} failed to start", state="stopped"
+                )
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise errors.UpstreamTimeout(
+                    f"The server {user}/{server_name} was not ready after {timeout:g} s",
+                    state=status["state"],
+                )
+            await asyncio.sleep(min(poll, remaining))
+            poll = min(poll * 1.5, 2.0)
+
+    async def spawn_progress(
+        self, user: str, server_name: str, on_event: ProgressCallback, stop: asyncio.Event
+    ) -> None:
+        """Relay the hub's spawn-progress events to `on_event` until the hub ends the stream
+        or `stop` is set (then the upstream connection is closed)."""
+        buffer = bytearray()
+        pending: list[dict[str, Any]] = []
+        wake = asyncio.Event()
+
+        def on_chunk(chunk: bytes) -> None:
+            if stop.is_set():
+                raise ConnectionAbortedError("caller went away")
+            buffer.extend(chunk)
+            while b"\n\n" in buffer:
+                message, _, rest = bytes(buffer).partition(b"\n\n")
+                buffer[:] = rest
+                for line in message.splitlines():
+                    if line.startswith(b"data:"):
+                        try:
+                            pending.append(json.loads(line[5:]))
+                        except ValueError:
+                            pass
+            wake.set()
+
+        req = HTTPRequest(
+            self.api_url + server_path(user, server_name) + "/progress",
+            headers={**self._headers(), "Accept": "text/event-stream"},
+            streaming_callback=on_chunk,
+            request_timeout=0,
+            connect_timeout=10,
+        )
+        fetch = asyncio.ensure_future(self.stream_client.fetch(req, raise_error=False))
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            while True:
+                woken = asyncio.ensure_future(wake.wait())
+                await asyncio.wait({fetch, woken, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                woken.cancel()
+                wake.clear()
+                if stop.is_set():
+                    return
+                while pending:
+                    await on_event(pending.pop(0))
+                if fetch.done():
+                    resp = fetch.result()
+                    if 400 <= resp.code < 599:
+                        raise errors.Conflict(
+                            f"The server {user}/{server_name} is not starting", state="stopped"
+                        )
+                    return
+        finally:
+            stopped.cancel()
+            if not fetch.done():
+                close_upstream(req)

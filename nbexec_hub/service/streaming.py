@@ -1,0 +1,46 @@
+"""An HTTP client for long-lived upstream streams that can be closed from outside.
+
+Tornado's shared `AsyncHTTPClient` allows 10 connections at a time: a few
+progress streams would starve every ordinary request. Streams therefore go
+through their own client with a large `max_clients`, and each stream's
+connection can be closed when the caller goes away (`close_upstream`), which
+tornado offers no public way to do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tornado.httpclient import HTTPRequest
+from tornado.simple_httpclient import SimpleAsyncHTTPClient, _HTTPConnection
+
+
+class _ClosableConnection(_HTTPConnection):
+    """A connection that registers itself on its request so it can be closed."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        original = getattr(self.request, "request", self.request)
+        original._nbexec_connection = self  # type: ignore[attr-defined]
+
+
+class StreamingHTTPClient(SimpleAsyncHTTPClient):
+    """A separate client instance for streams, with its own connection limit."""
+
+    def _connection_class(self) -> type:
+        return _ClosableConnection
+
+    @classmethod
+    def create(cls, max_clients: int = 1000) -> StreamingHTTPClient:
+        """A new (not shared) instance; bodies of any size are fine with a streaming_callback."""
+        return cls(  # type: ignore[return-value]
+            force_instance=True, max_clients=max_clients, max_body_size=1 << 40
+        )
+
+
+def close_upstream(request: HTTPRequest) -> None:
+    """Close the upstream connection of a running streamed request, if it has one."""
+    connection = getattr(request, "_nbexec_connection", None)
+    stream = getattr(connection, "stream", None)
+    if stream is not None and not stream.closed():
+        stream.close()

@@ -1,0 +1,3 @@
+"""Shared pytest configuration: plugins every test folder may use."""
+
+pytest_plugins = ["realhub"]
