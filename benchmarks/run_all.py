@@ -1,0 +1,64 @@
+"""Run every benchmark against one real hub and print one table (``make bench``).
+
+``BENCH_QUICK=1`` is the short mode CI runs to keep the scripts working; ``BENCH_ONLY=a,b``
+runs a subset (names: execute, overhead, concurrency, streams). Exits non-zero when a
+benchmark crashed or reported failures, after printing everything it measured.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_concurrency  # noqa: E402
+import bench_execute  # noqa: E402
+import bench_overhead  # noqa: E402
+import bench_streams  # noqa: E402
+import common  # noqa: E402
+import hubenv  # noqa: E402
+
+BENCHMARKS = {
+    "execute": bench_execute,
+    "overhead": bench_overhead,
+    "concurrency": bench_concurrency,
+    "streams": bench_streams,
+}
+
+
+def main() -> int:
+    only = [n for n in os.environ.get("BENCH_ONLY", "").split(",") if n]
+    chosen = {name: mod for name, mod in BENCHMARKS.items() if not only or name in only}
+    mode = "quick" if common.quick() else "full"
+    print(f"# nbexec-hub benchmarks ({mode} mode)\n\nMachine: {common.machine()}")
+    rows: list[common.Row] = []
+    failed: list[str] = []
+    started = time.perf_counter()
+    users = 2 if common.quick() else 5
+    with hubenv.running_hub(users=users) as hub:
+        for name, module in chosen.items():
+            t0 = time.perf_counter()
+            try:
+                got = module.main(hub)
+            except Exception:
+                traceback.print_exc()
+                failed.append(name)
+                continue
+            common.print_rows(f"{name} ({time.perf_counter() - t0:.0f} s)", got)
+            rows.extend(got)
+            if any(r.values.get("failures") or r.values.get("failed") for r in got):
+                failed.append(name)
+    print(f"\n# All results ({time.perf_counter() - started:.0f} s in all)\n")
+    print(common.format_table(rows))
+    if failed:
+        print(f"\nFAILED: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
