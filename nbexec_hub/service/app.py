@@ -55,6 +55,20 @@ def proxy_url_from_env(env: dict[str, str] | os._Environ[str]) -> str:
     return env.get("JUPYTERHUB_HOST", "")
 
 
+class OAuthCallbackHandler(HubOAuthCallbackHandler):
+    """The OAuth callback with the settings' `HubOAuth`, which holds the login states
+    (PKCE verifiers) that the page's redirect to login stored; the base class would use
+    a separate `HubOAuth.instance()` and fail with "Code verifier required"."""
+
+    @property
+    def hub_auth(self) -> HubOAuth:  # type: ignore[override]
+        return self.settings["hub_auth"]
+
+    @hub_auth.setter
+    def hub_auth(self, value: HubOAuth) -> None:  # pragma: no cover - settings hold it
+        pass
+
+
 class NbexecService(Application):
     """The nbexec hub service: status, start and forwarding of executions to users' servers."""
 
@@ -261,7 +275,7 @@ class NbexecService(Application):
             keepalive_seconds=self.keepalive_seconds,
             request_timeout=self.request_timeout,
         )
-        routes: list[tuple[str, type]] = [(prefix + "oauth_callback", HubOAuthCallbackHandler)]
+        routes: list[tuple[str, type]] = [(prefix + "oauth_callback", OAuthCallbackHandler)]
         for pattern, handler in [*default_handlers, *page.handlers]:
             url = url_path_join(prefix, pattern.lstrip("/")) if pattern else prefix
             routes.append((url, handler))
