@@ -72,6 +72,18 @@ def template_environment() -> Environment:
     return Environment(loader=loader, autoescape=True)
 
 
+def _reaches_others(scopes: list[str], me: str) -> bool:
+    """Whether some ``access:servers`` scope reaches beyond the caller's own servers."""
+    for scope in scopes:
+        base, _, only = scope.partition("!")
+        if base != "access:servers":
+            continue
+        if only == f"user={me}" or only.startswith(f"server={me}/"):
+            continue
+        return True
+    return False
+
+
 class PageStaticHandler(web.StaticFileHandler):
     """The page's JavaScript and CSS, from ``nbexec_hub/static`` (no login needed)."""
 
@@ -99,8 +111,8 @@ class PageHandler(ServiceHandler):
 
     async def user_choices(self, target: str) -> list[str]:
         """Users whose default server the caller may use, when that is more than themselves."""
-        scopes = set((self.caller or {}).get("scopes", []))
-        if not any(s == "access:servers" or s.startswith("access:servers!") for s in scopes):
+        caller = self.caller or {}
+        if not _reaches_others(caller.get("scopes", []), caller.get("name", "")):
             return []
         names = await self.hub.list_user_names()
         choices = [name for name in names if self.may_access(name, "")]
