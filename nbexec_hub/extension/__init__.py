@@ -1,0 +1,1 @@
+"""The Execution API: a Jupyter Server extension adding ``/api/executions``."""

@@ -1,0 +1,51 @@
+"""Where executions get their kernels: the server's own kernel manager.
+
+Kernels started here share the server's port cache, show in JupyterLab's list of
+running kernels, and their activity counts for the server's ``last_activity``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from jupyter_core.utils import ensure_async
+
+
+@dataclass
+class KernelLease:
+    """A kernel handed to one execution, which must give it back with ``discard``."""
+
+    kernel_id: str
+    manager: Any  # the kernel's own KernelManager, as nbclient wants it
+    warm: bool = False
+
+
+class ServerKernels:
+    """Fresh kernels from the server's MappingKernelManager, one per execution."""
+
+    def __init__(self, multi_kernel_manager: Any, log: logging.Logger) -> None:
+        self.mkm = multi_kernel_manager
+        self.log = log
+
+    async def start(self, kernel_name: str, notebook_api_path: str) -> KernelLease:
+        """Start a kernel whose working directory is the notebook's folder."""
+        kernel_id = await ensure_async(
+            self.mkm.start_kernel(kernel_name=kernel_name, path=notebook_api_path)
+        )
+        return KernelLease(kernel_id, self.mkm.get_kernel(kernel_id))
+
+    async def discard(self, kernel_id: str) -> None:
+        """Shut a kernel down now, whatever state it is in."""
+        if kernel_id not in self.mkm:
+            return
+        try:
+            await ensure_async(self.mkm.shutdown_kernel(kernel_id, now=True))
+        except Exception as exc:  # a kernel that is already gone must not fail the run
+            self.log.warning("nbexec: shutting kernel %s down failed: %s", kernel_id, exc)
+            if kernel_id in self.mkm:
+                self.mkm.remove_kernel(kernel_id)
+
+    async def close(self) -> None:
+        """Nothing is pooled here; the server shuts its kernels down itself."""

@@ -1,0 +1,311 @@
+"""The ExecutionManager: creates, lists, stops and deletes executions.
+
+It owns the in-memory table of executions, the FIFO limit on how many run at once and
+the reservations of output files. Handlers only parse requests and call it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections import deque
+from typing import Any, Callable
+
+import nbformat
+from jupyter_client.kernelspec import NoSuchKernel
+from jupyter_core.utils import ensure_async
+from nbformat import NotebookNode
+
+from ..errors import BadRequest, NotFound
+from .execution import Execution
+from .naming import OutputReservations, normalize_api_path, to_api_path, to_os_path
+from .parameters import convert_parameters, declared_parameters, inject_parameters
+from .request import RunRequest
+from .runner import NotebookRunner
+
+
+class FifoLimiter:
+    """At most ``limit`` holders; waiters are served strictly in arrival order."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(1, limit)
+        self.active = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    def try_acquire(self) -> bool:
+        """Take a slot now if one is free and nobody is waiting."""
+        if self.active < self.limit and not self._waiters:
+            self.active += 1
+            return True
+        return False
+
+    async def acquire(self) -> None:
+        """Wait for a slot in turn."""
+        if self.try_acquire():
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # the slot was handed over just as we were cancelled
+            else:
+                self._waiters.remove(waiter)
+            raise
+
+    def release(self) -> None:
+        """Give a slot back, handing it to the first waiter."""
+        self.active -= 1
+        while self._waiters and self.active < self.limit:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self.active += 1
+                waiter.set_result(None)
+
+    @property
+    def waiting(self) -> int:
+        """How many are queued."""
+        return len(self._waiters)
+
+
+def read_notebook(os_path: str) -> NotebookNode:
+    """Read and check a notebook file (raises on anything that is not a notebook)."""
+    with open(os_path, encoding="utf-8") as f:
+        nb = nbformat.read(f, as_version=4)
+    if not isinstance(nb.get("cells"), list):
+        raise ValueError("it has no list of cells")
+    for cell in nb.cells:
+        if not isinstance(cell, dict) or "cell_type" not in cell or "source" not in cell:
+            raise ValueError("a cell lacks cell_type or source")
+    return nb
+
+
+class ExecutionManager:
+    """All executions of this server, and the one place that starts and stops them."""
+
+    def __init__(
+        self,
+        *,
+        root_dir: str,
+        kernels: Any,
+        kernel_spec_manager: Any,
+        default_kernel_name: str,
+        max_concurrent: int,
+        max_events: int,
+        kernel_start_attempts: int,
+        kernel_startup_timeout: float,
+        log: logging.Logger,
+        on_run: Callable[[], None] | None = None,
+    ) -> None:
+        self.root_dir = os.path.abspath(root_dir)
+        self.kernels = kernels
+        self.kernel_spec_manager = kernel_spec_manager
+        self.default_kernel_name = default_kernel_name
+        self.limiter = FifoLimiter(max_concurrent)
+        self.max_events = max_events
+        self.kernel_start_attempts = kernel_start_attempts
+        self.kernel_startup_timeout = kernel_startup_timeout
+        self.log = log
+        #: called whenever an execution starts (the app keeps the server active with it)
+        self.on_run = on_run
+        self.executions: dict[str, Execution] = {}
+        self.reservations = OutputReservations()
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # -- queries -----------------------------------------------------------------------------
+
+    def list(self) -> list[Execution]:
+        """Every execution, oldest first."""
+        return list(self.executions.values())
+
+    def get(self, exec_id: str) -> Execution:
+        """One execution, or NotFound."""
+        try:
+            return self.executions[exec_id]
+        except KeyError:
+            raise NotFound(f"no execution with id {exec_id!r}") from None
+
+    def has_running(self) -> bool:
+        """Whether any execution has not ended yet."""
+        return any(not ex.is_done for ex in self.executions.values())
+
+    async def parameters(self, notebook: str | None) -> dict[str, Any]:
+        """The parameters a notebook declares."""
+        if not notebook:
+            raise BadRequest("the notebook query parameter is required")
+        api_path = normalize_api_path(notebook, "notebook")
+        nb = await self._read(api_path)
+        return {"path": api_path, "parameters": [p.to_json() for p in declared_parameters(nb)]}
+
+    # -- running -----------------------------------------------------------------------------
+
+    def _notebook_os_path(self, api_path: str) -> str:
+        os_path = to_os_path(self.root_dir, api_path, "notebook")
+        if os.path.isdir(os_path):
+            raise BadRequest(f"notebook {api_path!r} is a directory")
+        if not os.path.isfile(os_path):
+            raise NotFound(f"notebook not found: {api_path!r}")
+        return os_path
+
+    async def _read(self, api_path: str) -> NotebookNode:
+        os_path = self._notebook_os_path(api_path)
+        try:
+            return await asyncio.to_thread(read_notebook, os_path)
+        except Exception as exc:
+            raise BadRequest(f"{api_path!r} is not a valid notebook: {exc}") from None
+
+    async def _kernel_spec(self, name: str) -> Any:
+        try:
+            return await ensure_async(self.kernel_spec_manager.get_kernel_spec(name))
+        except NoSuchKernel:
+            return None
+
+    async def _resolve_kernel(self, req: RunRequest, nb: NotebookNode | None) -> tuple[str, Any]:
+        if req.jupyter_kernel:
+            spec = await self._kernel_spec(req.jupyter_kernel)
+            if spec is None:
+                raise BadRequest(f"unknown kernel name {req.jupyter_kernel!r}")
+            return req.jupyter_kernel, spec
+        declared = ((nb or {}).get("metadata", {}).get("kernelspec") or {}).get("name")
+        if declared:
+            spec = await self._kernel_spec(declared)
+            if spec is not None:
+                return declared, spec
+            self.log.warning("nbexec: kernel %r of the notebook is not installed", declared)
+        return self.default_kernel_name, await self._kernel_spec(self.default_kernel_name)
+
+    def _new_execution(self, req: RunRequest, output_path: str | None) -> Execution:
+        ex = Execution(
+            path=req.notebook,
+            params=req.params,
+            output_path=output_path,
+            overwrite=req.overwrite,
+            jupyter_kernel=req.jupyter_kernel,
+            cell_timeout=req.cell_timeout,
+            max_events=self.max_events,
+        )
+        self.executions[ex.exec_id] = ex
+        return ex
+
+    async def create(self, req: RunRequest) -> Execution:
+        """Check a run request, reserve its output and start (or queue) it."""
+        nb_os_path = self._notebook_os_path(req.notebook)
+        out_os_path = (
+            None if req.output_path is None
+            else to_os_path(self.root_dir, req.output_path, "output_path")
+        )
+        if req.jupyter_kernel:
+            await self._resolve_kernel(req, None)
+        try:
+            nb = await asyncio.to_thread(read_notebook, nb_os_path)
+        except Exception as exc:
+            ex = self._new_execution(req, None)
+            ex.emit("notebook_start", execution=ex.model())
+            message = f"{req.notebook!r} is not a valid notebook: {exc}"
+            ex.finish(f"error: {message}", error=message)
+            return ex
+        kernel_name, spec = await self._resolve_kernel(req, nb)
+        values: dict[str, Any] = {}
+        if req.params:
+            language = getattr(spec, "language", "python") or ""
+            if language.lower() != "python":
+                raise BadRequest(
+                    f"kernel {kernel_name!r} runs {language}: parameters can only be injected"
+                    " into Python kernels"
+                )
+            declared = declared_parameters(nb)
+            values = convert_parameters(req.params, declared, from_form=req.from_form)
+        inject_parameters(nb, values)
+        if out_os_path is not None:
+            assert req.output_path is not None
+            self.reservations.reserve_exact(out_os_path, req.output_path, req.overwrite)
+        else:
+            out_os_path = await asyncio.to_thread(self.reservations.reserve_numbered, nb_os_path)
+        ex = self._new_execution(req, req.output_path)
+        ex.kernel_name = kernel_name
+        have_slot = self.limiter.try_acquire()
+        if have_slot:
+            ex.mark_started()
+        ex.emit("notebook_start", execution=ex.model())
+        runner = NotebookRunner(
+            ex,
+            nb,
+            kernels=self.kernels,
+            kernel_name=kernel_name,
+            notebook_api_path=req.notebook,
+            output_os_path=out_os_path,
+            output_api_path=to_api_path(self.root_dir, out_os_path),
+            start_attempts=self.kernel_start_attempts,
+            startup_timeout=self.kernel_startup_timeout,
+            log=self.log,
+        )
+        ex.task = asyncio.create_task(self._drive(runner, have_slot, out_os_path))
+        if self.on_run is not None:
+            self.on_run()
+        return ex
+
+    async def _drive(self, runner: NotebookRunner, have_slot: bool, out_os_path: str) -> None:
+        try:
+            await runner.run(self.limiter, have_slot)
+        finally:
+            self.reservations.release(out_os_path)
+
+    # -- stopping ----------------------------------------------------------------------------
+
+    async def shutdown(
+        self, exec_id: str, *, wait: bool = True, reason: str = "shut down by request"
+    ) -> Execution:
+        """Stop an execution (its kernel shut down); with ``wait``, until it has ended."""
+        ex = self.get(exec_id)
+        await self._finish_or_not(self._stop(ex, reason), wait)
+        return ex
+
+    async def _stop(self, ex: Execution, reason: str) -> None:
+        if ex.is_done:
+            return
+        if ex.stop_reason is None:
+            ex.stop_reason = reason
+            if ex.task is not None and ex.cancellable:
+                ex.task.cancel()
+        await ex.finished.wait()
+
+    async def _finish_or_not(self, coro: Any, wait: bool) -> None:
+        if wait:
+            await coro
+        else:
+            self.in_background(coro)
+
+    async def delete(self, exec_id: str, *, wait: bool = True) -> None:
+        """Forget an execution at once, stopping it first if it still runs."""
+        ex = self.get(exec_id)
+        del self.executions[exec_id]
+        await self._finish_or_not(self._stop(ex, "deleted"), wait)
+
+    async def delete_all(self, *, wait: bool = True) -> None:
+        """Forget every execution at once, stopping those that run."""
+        executions = list(self.executions.values())
+        self.executions.clear()
+        stops = asyncio.gather(*(self._stop(ex, "deleted") for ex in executions))
+        await self._finish_or_not(stops, wait)
+
+    def in_background(self, coro: Any) -> None:
+        """Run a coroutine without waiting, keeping a reference until it ends."""
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Server shutdown: stop every running execution, each writing its output."""
+        running = [ex for ex in self.executions.values() if not ex.is_done]
+        if running:
+            self.log.info("nbexec: stopping %d running executions", len(running))
+        stops = [
+            asyncio.ensure_future(self._stop(ex, "the server is shutting down")) for ex in running
+        ]
+        if stops:
+            done, pending = await asyncio.wait(stops, timeout=timeout)
+            for task in pending:
+                task.cancel()
+        await self.kernels.close()

@@ -1,0 +1,287 @@
+"""The engine: drives one execution's notebook through nbclient on a server kernel.
+
+Every way a run can end (completed, cell error, cell timeout, shutdown, kernel death,
+server stop) goes through the same exit: the kernel is shut down, the output notebook
+is written atomically with everything that ran, and the final event is emitted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import os
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+from nbformat import NotebookNode
+
+from .execution import Execution
+from .kernels import KernelLease
+
+SKIP_TAG = "skip-execution"
+#: evalues of SystemExit that mean "stop here, successfully" (papermill's rule)
+CLEAN_EXIT_VALUES = ("", "0", "None")
+
+
+class ExecutionFailed(Exception):
+    """The run ended in error: the status to show and the event's error text."""
+
+    def __init__(self, status: str, error: str) -> None:
+        super().__init__(status)
+        self.status = status
+        self.error = error
+
+
+def utc_iso(moment: datetime) -> str:
+    """ISO-8601 in UTC with an explicit ``+00:00``."""
+    return moment.astimezone(timezone.utc).isoformat()
+
+
+def cell_error_text(source: str, ename: str, evalue: str) -> str:
+    """nbclient's CellExecutionError text: the cell between dashed lines, then the error."""
+    return (
+        "An error occurred while executing the following cell:\n"
+        f"------------------\n{source}\n------------------\n\n{ename}: {evalue}\n"
+    )
+
+
+def runnable_cells(nb: NotebookNode) -> list[int]:
+    """Indexes of the code cells that will run (non-empty, not tagged skip-execution)."""
+    return [
+        index
+        for index, cell in enumerate(nb.cells)
+        if cell.cell_type == "code"
+        and cell.source.strip()
+        and SKIP_TAG not in cell.get("metadata", {}).get("tags", [])
+    ]
+
+
+def write_atomically(os_path: str, text: str) -> None:
+    """Write through a temporary file in the same folder, then rename over the target."""
+    folder, name = os.path.split(os_path)
+    tmp = os.path.join(folder, f".{name}.{uuid.uuid4().hex}.tmp")
+    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, os_path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class NotebookRunner:
+    """Runs one execution: kernel start (with retries), cells, output, final event."""
+
+    def __init__(
+        self,
+        execution: Execution,
+        nb: NotebookNode,
+        *,
+        kernels: Any,
+        kernel_name: str,
+        notebook_api_path: str,
+        output_os_path: str,
+        output_api_path: str,
+        start_attempts: int,
+        startup_timeout: float,
+        log: logging.Logger,
+    ) -> None:
+        self.execution = execution
+        self.nb = nb
+        self.kernels = kernels
+        self.kernel_name = kernel_name
+        self.notebook_api_path = notebook_api_path
+        self.output_os_path = output_os_path
+        self.output_api_path = output_api_path
+        self.start_attempts = max(1, start_attempts)
+        self.startup_timeout = startup_timeout
+        self.log = log
+        self._lease: KernelLease | None = None
+        self._client: NotebookClient | None = None
+        self._current: tuple[NotebookNode, datetime] | None = None
+
+    # -- the whole life ---------------------------------------------------------------------
+
+    async def run(self, slot: Any, have_slot: bool) -> None:
+        """Wait for a slot (unless held), run, and always end with a final event."""
+        ex = self.execution
+        status, error = "completed", None
+        holding = have_slot
+        ex.cancellable = True
+        try:
+            if ex.stop_reason:
+                raise asyncio.CancelledError()
+            if not holding:
+                await slot.acquire()
+                holding = True
+                ex.mark_started()
+            await self._execute()
+        except asyncio.CancelledError:
+            status, error = self._stopped()
+        except ExecutionFailed as failed:
+            status, error = failed.status, failed.error
+        except Exception as exc:
+            self.log.exception("nbexec: execution %s failed", ex.exec_id)
+            status, error = f"error: {type(exc).__name__}: {exc}", f"{type(exc).__name__}: {exc}"
+        finally:
+            ex.cancellable = False
+            if holding:
+                slot.release()
+            await self._release_kernel()
+            write_error = await self._write_output()
+            if write_error and error is None:
+                status, error = f"error: {write_error}", write_error
+            ex.finish(status, error=error)
+
+    def _stopped(self) -> tuple[str, str]:
+        reason = self.execution.stop_reason or "execution cancelled"
+        ename = "ExecutionShutdown"
+        if self._current is not None:
+            self._end_cell_with_error(ename, reason)
+            return f"error: {reason}", cell_error_text(self._current[0].source, ename, reason)
+        return f"error: {reason}", f"{ename}: {reason}"
+
+    # -- kernel ------------------------------------------------------------------------------
+
+    async def _start_kernel(self) -> NotebookClient:
+        """A ready kernel client; a kernel that dies before kernel_info is replaced."""
+        ex = self.execution
+        last_error: BaseException | None = None
+        for attempt in range(1, self.start_attempts + 1):
+            try:
+                self._lease = await self.kernels.start(self.kernel_name, self.notebook_api_path)
+                ex.kernel_id, ex.warm_kernel = self._lease.kernel_id, self._lease.warm
+                client = NotebookClient(
+                    self.nb,
+                    km=self._lease.manager,
+                    timeout=ex.cell_timeout,
+                    interrupt_on_timeout=False,
+                    startup_timeout=int(self.startup_timeout),
+                    skip_cells_with_tag=SKIP_TAG,
+                    log=self.log,
+                )
+                self._client = client
+                await client.async_start_new_kernel_client()
+                return client
+            except Exception as exc:
+                last_error = exc
+                self.log.warning(
+                    "nbexec: kernel start %d/%d for %s failed: %s",
+                    attempt, self.start_attempts, ex.exec_id, exc,
+                )
+                await self._release_kernel()
+        message = f"kernel {self.kernel_name!r} failed to start: {last_error}"
+        raise ExecutionFailed(f"error: {message}", message)
+
+    async def _release_kernel(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and getattr(client, "kc", None) is not None:
+            try:
+                client.kc.stop_channels()
+            except Exception as exc:
+                self.log.debug("nbexec: stopping channels failed: %s", exc)
+        lease, self._lease = self._lease, None
+        self.execution.kernel_id = None
+        if lease is not None:
+            await self.kernels.discard(lease.kernel_id)
+
+    # -- cells -------------------------------------------------------------------------------
+
+    async def _execute(self) -> None:
+        client = await self._start_kernel()
+        assert client.kc is not None
+        info = await client.async_wait_for_reply(client.kc.kernel_info())
+        if info is not None and "language_info" in info["content"]:
+            self.nb.metadata["language_info"] = info["content"]["language_info"]
+        indexes = runnable_cells(self.nb)
+        total = len(indexes)
+        for number, index in enumerate(indexes, start=1):
+            if await self._execute_cell(client, index, f"{number}/{total}", number):
+                return  # a clean SystemExit: completed, later cells not run
+
+    async def _execute_cell(
+        self, client: NotebookClient, index: int, progress: str, number: int
+    ) -> bool:
+        """Run one cell; True when it ended the notebook with a clean SystemExit."""
+        ex = self.execution
+        cell = self.nb.cells[index]
+        started = datetime.now(timezone.utc)
+        cell.outputs = []
+        cell.metadata["nbexec"] = {"start_time": utc_iso(started)}
+        ex.progress, ex.last_cell_source = progress, cell.source
+        ex.emit("start", progress=progress, cell=copy.deepcopy(cell))
+        self._current = (cell, started)
+        try:
+            await client.async_execute_cell(cell, index, execution_count=number)
+        except CellExecutionError as exc:
+            if exc.ename == "SystemExit" and exc.evalue in CLEAN_EXIT_VALUES:
+                self._end_cell()
+                return True
+            self._end_cell()
+            raise ExecutionFailed(
+                f"error: {exc.ename}: {exc.evalue}",
+                cell_error_text(cell.source, exc.ename, exc.evalue),
+            ) from None
+        except CellTimeoutError:
+            message = f"cell timed out after {ex.cell_timeout} seconds"
+            self._end_cell_with_error("CellTimeoutError", message)
+            raise ExecutionFailed(
+                f"error: {message}", cell_error_text(cell.source, "CellTimeoutError", message)
+            ) from None
+        except DeadKernelError:
+            if ex.stop_reason:
+                raise asyncio.CancelledError() from None
+            message = "the kernel died while the cell was running"
+            self._end_cell_with_error("DeadKernelError", message)
+            raise ExecutionFailed(
+                f"error: {message}", cell_error_text(cell.source, "DeadKernelError", message)
+            ) from None
+        self._end_cell()
+        return False
+
+    def _end_cell(self) -> None:
+        """Stamp the running cell's timings and emit its ``end`` event."""
+        if self._current is None:
+            return
+        cell, started = self._current
+        self._current = None
+        ended = datetime.now(timezone.utc)
+        cell.metadata["nbexec"] = {
+            "start_time": utc_iso(started),
+            "end_time": utc_iso(ended),
+            "duration": round((ended - started).total_seconds(), 6),
+        }
+        ex = self.execution
+        ex.emit("end", progress=ex.progress, cell=copy.deepcopy(cell))
+
+    def _end_cell_with_error(self, ename: str, evalue: str) -> None:
+        """Show why the running cell stopped in its outputs, then end it."""
+        if self._current is None:
+            return
+        cell = self._current[0]
+        cell.outputs.append(
+            nbformat.v4.new_output(
+                "error", ename=ename, evalue=evalue, traceback=[f"{ename}: {evalue}"]
+            )
+        )
+        self._end_cell()
+
+    # -- output ------------------------------------------------------------------------------
+
+    async def _write_output(self) -> str | None:
+        """Write the notebook as it stands; the error message if that failed."""
+        try:
+            text = nbformat.writes(self.nb)
+            await asyncio.to_thread(write_atomically, self.output_os_path, text)
+        except Exception as exc:
+            self.log.error("nbexec: writing %s failed: %s", self.output_os_path, exc)
+            return f"writing the output notebook failed: {exc}"
+        self.execution.output_path = self.output_api_path
+        return None
