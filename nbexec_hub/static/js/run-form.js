@@ -194,7 +194,7 @@ export class RunForm {
     this.paramsFields.replaceChildren(
       ...(params.length
         ? params.map(paramInput)
-        : [h("p", { class: "text-body-secondary mb-0" }, "This notebook declares no parameters.")]),
+        : [h("p", { class: "text-body-secondary mb-0 nbexec-no-params" }, "This notebook declares no parameters.")]),
     );
   }
 
