@@ -10,8 +10,8 @@ import asyncio
 import os
 from typing import Any
 
-from jupyter_server.extension.application import ExtensionApp
 from jupyter_server._tz import utcnow
+from jupyter_server.extension.application import ExtensionApp
 from traitlets import Float, Integer, default
 
 from .handlers import default_handlers

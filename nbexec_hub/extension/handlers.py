@@ -47,11 +47,11 @@ class ExecutionsAPIHandler(JSONErrorMixin, APIHandler):
         except web.HTTPError as exc:
             if exc.status_code == 403 and self.current_user is None:
                 raise Unauthorized(
-                    "authentication required: send 'Authorization: token …'"
+                    "authentication required: send 'Authorization: token <token>'"
                 ) from None
             raise
         if self.current_user is None:
-            raise Unauthorized("authentication required: send 'Authorization: token …'")
+            raise Unauthorized("authentication required: send 'Authorization: token <token>'")
 
     def on_connection_close(self) -> None:
         self._closed.set()

@@ -45,7 +45,6 @@ def fake_kernelspec(jp_data_dir):
     """An installed kernelspec for a language other than Python (never started)."""
     spec_dir = Path(jp_data_dir) / "kernels" / "fakelang"
     spec_dir.mkdir(parents=True)
-    (spec_dir / "kernel.json").write_text(
-        json.dumps({"argv": ["false", "{connection_file}"], "display_name": "Fake", "language": "fakelang"})
-    )
+    spec = {"argv": ["false", "{connection_file}"], "display_name": "Fake", "language": "fakelang"}
+    (spec_dir / "kernel.json").write_text(json.dumps(spec))
     return "fakelang"
