@@ -10,6 +10,7 @@ import asyncio
 import json
 import shutil
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 from pytest_jupyter.jupyter_server import *  # noqa: F403
@@ -48,3 +49,33 @@ def fake_kernelspec(jp_data_dir):
     spec = {"argv": ["false", "{connection_file}"], "display_name": "Fake", "language": "fakelang"}
     (spec_dir / "kernel.json").write_text(json.dumps(spec))
     return "fakelang"
+
+
+@pytest.fixture
+def manager(jp_serverapp):
+    """The extension's ExecutionManager inside the server under test."""
+    return jp_serverapp.web_app.settings["nbexec_manager"]
+
+
+@pytest.fixture
+def run(jp_fetch):
+    """POST /api/executions; with ``chunked=True`` returns the list of streamed events."""
+
+    async def _run(chunked: bool = False, json_body: dict | None = None, **params):
+        headers = {"X-Response-Encoding": "chunked"} if chunked else {}
+        if json_body is not None:
+            headers["Content-Type"] = "application/json"
+            body = json.dumps(json_body)
+        else:
+            body = urlencode(params)
+        response = await jp_fetch(
+            "api", "executions", method="POST", body=body, headers=headers, raise_error=False
+        )
+        if response.code != 202:
+            return response
+        if chunked:
+            return [json.loads(line) for line in response.body.decode().splitlines()]
+        return json.loads(response.body)
+
+    return _run
+

@@ -1,0 +1,44 @@
+"""Helpers of the extension's tests: waiting on an execution's events without sleeping."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+
+async def wait_for_event(execution, name: str, predicate=lambda event: True, timeout=60.0):
+    """Wait until the execution has emitted a matching event; return it."""
+
+    async def _wait():
+        seq = 0
+        while True:
+            changed = execution.changed()
+            for seq_, event in execution.events_since(seq):
+                seq = seq_ + 1
+                if event["event"] == name and predicate(event):
+                    return event
+            await changed.wait()
+
+    return await asyncio.wait_for(_wait(), timeout)
+
+
+async def wait_done(execution, timeout=60.0):
+    """Wait for the final event of an execution."""
+    await asyncio.wait_for(execution.finished.wait(), timeout)
+    return execution
+
+
+def kernel_pid(serverapp, kernel_id: str) -> int:
+    """The OS pid of a kernel of the server's kernel manager."""
+    return serverapp.kernel_manager.get_kernel(kernel_id).provisioner.process.pid
+
+
+def read_json(path) -> dict:
+    """A JSON file (an output notebook)."""
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def stream_text(cell: dict) -> str:
+    """All stream output text of a cell."""
+    return "".join(o.get("text", "") for o in cell["outputs"] if o["output_type"] == "stream")
