@@ -21,6 +21,7 @@ Fixtures
 
 `RealHub` helpers (all synchronous, built on ``requests``)
 ----------------------------------------------------------
+``hub.service_token`` (the service's own token, to check it never leaks),
 ``hub.url`` (the proxy, e.g. ``http://127.0.0.1:40123``), ``hub.hub_api`` (``…/hub/api``),
 ``hub.service_url(path="")`` (``…/services/nbexec/<path>``),
 ``hub.api(method, path, token=None, **kw)`` (a hub API call, as the test admin by default),
@@ -93,6 +94,8 @@ class RealHub:
         self.url = f"http://127.0.0.1:{self.port}"
         self.hub_api = f"{self.url}/hub/api"
         self.admin_token = secrets.token_hex(16)
+        #: the nbexec service's own token (known here so tests can check it never leaks)
+        self.service_token = secrets.token_hex(16)
         self.proc: subprocess.Popen | None = None
         self._log_path = root / "jupyterhub.log"
         self._known_pids: set[int] = set()
@@ -133,6 +136,9 @@ c.Spawner.http_timeout = 60
 c.Spawner.environment = {{"PYTHONUNBUFFERED": "1"}}
 c.JupyterHub.services[0]["command"] = {service_cmd!r}
 c.JupyterHub.services[0]["url"] = "http://127.0.0.1:{self.service_port}"
+c.JupyterHub.services[0]["api_token"] = {self.service_token!r}
+# answer POST .../server at once (202) instead of after up to 10 s, so "pending" is visible
+c.JupyterHub.tornado_settings = {{"slow_spawn_timeout": 0}}
 c.JupyterHub.services.append({{"name": "test-admin", "api_token": {self.admin_token!r}}})
 c.JupyterHub.load_roles.append({{
     "name": "test-admin",
