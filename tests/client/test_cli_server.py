@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pty
 import re
 import select
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 
@@ -52,7 +55,7 @@ def test_run_piped_prints_plain_lines(jupyter_server, server_client):
         '[1/4] name = "world"  # who to greet',
         "[2/4] # Parameters",
         '[3/4] greeting = ("HELLO" if loud else "hello") + ", " + name',
-        "[4/4] print(type(times).__name__, type(loud).__name__, repr(na…",
+        "[4/4] print(type(times).__name__, type(loud).__name__, repr(name))",
     ]
     assert "\r" not in result.stderr and "\x1b" not in result.stderr  # no bar when piped
     match = re.fullmatch(r"completed ([0-9a-f-]{36}): (greet-Executed\d+\.ipynb)\n",
@@ -63,6 +66,8 @@ def test_run_piped_prints_plain_lines(jupyter_server, server_client):
 
 def test_run_on_a_terminal_shows_a_progress_bar(jupyter_server, server_client):
     master, slave = pty.openpty()
+    # a terminal of 24 rows and 100 columns (a fresh pty has none)
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
     proc = subprocess.Popen([NBEXEC, "run", "slow.ipynb", "-p", "pause", "0.2"],
                             env=nbexec_env(jupyter_server), stdout=subprocess.PIPE,
                             stderr=slave, text=True)
@@ -74,7 +79,7 @@ def test_run_on_a_terminal_shows_a_progress_bar(jupyter_server, server_client):
         if ready:
             try:
                 chunk = os.read(master, 4096)
-            except OSError:
+            except OSError:  # EIO: the child closed its side
                 break
             if not chunk:
                 break
