@@ -112,7 +112,8 @@ class NotebookRunner:
     async def run(self, slot: Any, have_slot: bool) -> None:
         """Wait for a slot (unless held), run, and always end with a final event."""
         ex = self.execution
-        status, error = "completed", None
+        # only a run that gets through every cell turns this into "completed"
+        status, error = "error: the execution ended unexpectedly", "the execution ended unexpectedly"
         holding = have_slot
         ex.cancellable = True
         try:
@@ -123,6 +124,7 @@ class NotebookRunner:
                 holding = True
                 ex.mark_started()
             await self._execute()
+            status, error = "completed", None
         except asyncio.CancelledError:
             status, error = self._stopped()
         except ExecutionFailed as failed:
@@ -144,8 +146,9 @@ class NotebookRunner:
         reason = self.execution.stop_reason or "execution cancelled"
         ename = "ExecutionShutdown"
         if self._current is not None:
+            source = self._current[0].source
             self._end_cell_with_error(ename, reason)
-            return f"error: {reason}", cell_error_text(self._current[0].source, ename, reason)
+            return f"error: {reason}", cell_error_text(source, ename, reason)
         return f"error: {reason}", f"{ename}: {reason}"
 
     # -- kernel ------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
+import nbformat
 
 
 async def wait_for_event(execution, name: str, predicate=lambda event: True, timeout=60.0):
@@ -34,9 +34,8 @@ def kernel_pid(serverapp, kernel_id: str) -> int:
 
 
 def read_json(path) -> dict:
-    """A JSON file (an output notebook)."""
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    """An output notebook, multi-line strings joined (as nbformat reads it)."""
+    return nbformat.read(str(path), as_version=4)
 
 
 def stream_text(cell: dict) -> str:
