@@ -113,7 +113,8 @@ class NotebookRunner:
         """Wait for a slot (unless held), run, and always end with a final event."""
         ex = self.execution
         # only a run that gets through every cell turns this into "completed"
-        status, error = "error: the execution ended unexpectedly", "the execution ended unexpectedly"
+        unexpected = "the execution ended unexpectedly"
+        status, error = f"error: {unexpected}", unexpected
         holding = have_slot
         ex.cancellable = True
         try:
