@@ -96,6 +96,14 @@ class BrowserUser:
         return path
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: Any, call: Any) -> Any:
+    """Remember each phase's outcome on the item, so fixtures can tell a failed test."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
 @pytest.fixture
 def shots(tmp_path: Path) -> Path:
     folder = tmp_path / "screenshots"
@@ -104,7 +112,9 @@ def shots(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def browser_user(chromium: Any, realhub: Any, shots: Path) -> Iterator[Any]:
+def browser_user(
+    chromium: Any, realhub: Any, shots: Path, request: pytest.FixtureRequest
+) -> Iterator[Any]:
     """``browser_user("alice")``: a fresh, logged-in browser context for that user."""
     made: list[BrowserUser] = []
 
@@ -116,7 +126,11 @@ def browser_user(chromium: Any, realhub: Any, shots: Path) -> Iterator[Any]:
         return bu
 
     yield make
-    for bu in made:
+    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+    for i, bu in enumerate(made):
+        if failed:  # what the page showed when the test failed
+            for j, page in enumerate(bu.context.pages):
+                page.screenshot(path=str(shots / f"failed-{i}-{bu.user}-{j}.png"), full_page=True)
         bu.context.close()
     # a JavaScript exception in the page is a bug even when the test's checks passed
     errors = [e for bu in made for e in bu.errors]

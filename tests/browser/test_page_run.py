@@ -94,8 +94,8 @@ def test_start_server_run_parameterized_and_open_output(realhub, browser_user):
     assert page.locator("#nbexec-param-shout").input_value() == "false"
     assert page.locator("#nbexec-param-name").input_value() == "world"
     assert "who to greet" in page.locator("#nbexec-param-name-help").inner_text()
-    kernels = page.locator("#nbexec-kernel option").all_inner_texts()
-    assert any("python3" in k for k in kernels), kernels
+    kernels = page.locator("#nbexec-kernel option").evaluate_all("opts => opts.map(o => o.value)")
+    assert "python3" in kernels, kernels
     alice.shot("03-run-form")
 
     page.fill("#nbexec-param-rows", "3")
@@ -111,6 +111,7 @@ def test_start_server_run_parameterized_and_open_output(realhub, browser_user):
     assert any("HELLO, BROWSER!" in text for text in outputs), outputs
     assert any("'rows': 3" in text for text in outputs), outputs
     assert re.search(r"took \d", card.locator(".nbexec-live-elapsed").inner_text())
+    page.wait_for_timeout(800)  # let the bar's CSS transition finish before the picture
     alice.shot("04-run-completed")
 
     row = page.locator("tr.nbexec-execution").first
