@@ -19,7 +19,7 @@ from ext_helpers import wait_done
         ({"notebook": "simple.ipynb", "jupyter_kernel": "no-such-kernel"}, 400, "unknown kernel"),
         ({"notebook": "../simple.ipynb"}, 400, "inside the server root"),
         ({"notebook": "/etc/passwd"}, 400, "absolute"),
-        ({"notebook": "simple.ipynb", "output_path": "../out.ipynb"}, 400, "inside the server root"),
+        ({"notebook": "simple.ipynb", "output_path": "../o.ipynb"}, 400, "inside the server root"),
         ({"notebook": "simple.ipynb", "output_path": "/tmp/out.ipynb"}, 400, "absolute"),
         ({"notebook": "simple.ipynb", "output_path": "error.ipynb"}, 400, "already exists"),
         ({"notebook": "simple.ipynb", "output_path": "nodir/o.ipynb"}, 400, "does not exist"),
