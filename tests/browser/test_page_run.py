@@ -225,8 +225,10 @@ def test_reload_and_second_tab_keep_following(realhub, alice_server, browser_use
     page.wait_for_selector("body[data-nbexec-loaded='true']")
     card = page.locator(f"article.nbexec-live[data-exec-id='{exec_id}']")
     card.wait_for()
-    # the replayed stream already shows the cells finished before the reload
-    assert card.locator(".nbexec-cell").count() >= 2
+    # the replayed stream shows the cells finished before the reload (parameters, injected
+    # parameters, import) and the cell that is running
+    card.locator(".nbexec-cell").nth(2).wait_for()
+    card.locator(".nbexec-live-current", has_text="time.sleep(delay)").wait_for()
     alice.shot("reloaded-mid-run")
 
     second = alice.open_service_page(alice.new_page())

@@ -168,6 +168,7 @@ export class LiveView {
       default:
         break;
     }
+    this.tick();
   }
 
   setProgress(progress, done) {
