@@ -116,12 +116,44 @@ class Forwarder:
         return url + ("?" + urlencode(pairs) if pairs else "")
 
     async def forward(
-        self, handler: web.RequestHandler, status: dict[str, Any], rest: str
+        self,
+        handler: web.RequestHandler,
+        user: str,
+        server_name: str,
+        rest: str,
+        *,
+        start: bool = False,
+        wait: float | None = None,
+        may_start: bool = False,
     ) -> None:
-        """Send the handler's request to the server described by `status` and relay the answer."""
-        relay = _Relay(self, handler, status, rest)
-        handler.upstream_relay = relay  # type: ignore[attr-defined]
-        await relay.run()
+        """Forward the handler's request to U/S once it is ready, and relay the answer.
+
+        When the server turns out to be gone behind a cached readiness answer and the
+        caller asked to start or wait, it is made ready again and the request sent once more.
+        """
+        for attempt in (1, 2):
+            status = await self.ensure_ready(
+                user, server_name, start=start, wait=wait, may_start=may_start
+            )
+            relay = _Relay(self, handler, status, rest)
+            handler.upstream_relay = relay  # type: ignore[attr-defined]
+            try:
+                await relay.run()
+                return
+            except ServerGone:
+                self.hub.forget(user, server_name)
+                if attempt == 2 or (not start and wait is None):
+                    fresh = await self.hub.server_status(user, server_name, use_cache=False)
+                    state = "stopped" if fresh["ready"] else fresh["state"]
+                    raise errors.Conflict(
+                        f"The server {user}/{server_name} is not running ({state})",
+                        state=state,
+                    ) from None
+                log.info("Server %s/%s was gone; making it ready again", user, server_name)
+
+
+class ServerGone(Exception):
+    """The proxy or hub says there is no server behind the URL any more."""
 
 
 class _Relay:
@@ -157,6 +189,8 @@ class _Relay:
         for name in FORWARDED_HEADERS:
             if name in request.headers:
                 headers[name] = request.headers[name]
+        if self.last_seq is not None:
+            headers["Last-Event-ID"] = str(self.last_seq)
         if self.as_sse and request.method != "GET":
             headers["X-Response-Encoding"] = "chunked"
         body = request.body if request.method in ("POST", "PUT", "PATCH") else None
@@ -276,18 +310,15 @@ class _Relay:
             return
         if response.code == 599:
             if isinstance(response.error, ConnectionRefusedError):
-                self.fwd.hub.forget(user, server_name)
-                raise errors.Conflict(
-                    f"The server {user}/{server_name} is not running", state="stopped"
-                )
+                raise ServerGone()
             raise errors.UpstreamError(
                 f"Could not reach the server {user}/{server_name}: {response.error}"
             )
-        if response.code in GONE_STATUSES:
-            self.fwd.hub.forget(user, server_name)
-            raise errors.Conflict(
-                f"The server {user}/{server_name} is not running", state="stopped"
-            )
+        location = self.upstream_headers.get("location", "")
+        if response.code in GONE_STATUSES or (300 <= response.code < 400 and "/hub/" in location):
+            # 424/503: the hub or proxy has no running server there; a redirect into the
+            # hub means the proxy has no route for it (the server stopped or is starting)
+            raise ServerGone()
         self._pass_through(response.code)
 
     def _pass_through(self, code: int) -> None:

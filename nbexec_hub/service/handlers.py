@@ -199,14 +199,14 @@ class ForwardHandler(ServiceHandler):
             self.settings["default_wait"],
             self.settings["max_wait"],
         )
-        status = await self.forwarder.ensure_ready(
-            user, server_name, start=start, wait=wait, may_start=self.may_start(user, server_name)
-        )
         self.log.info(
             "Forwarding %s %s for %s to %s/%s",
             self.request.method, rest, self.caller["name"], user, server_name,  # type: ignore[index]
         )
-        await self.forwarder.forward(self, status, "api/" + quote(rest, safe="/"))
+        await self.forwarder.forward(
+            self, user, server_name, "api/" + quote(rest, safe="/"),
+            start=start, wait=wait, may_start=self.may_start(user, server_name),
+        )
 
     get = post = put = patch = delete = _forward  # type: ignore[assignment]
 
