@@ -27,7 +27,9 @@ def single_user_env(hub, user: str, token: str) -> dict[str, str]:
     """The variables a user's server has, as far as `nbexec` reads them."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("JUPYTERHUB_", "JUPYTER_SERVER_URL", "NBEXEC_"))}
-    env.update(JUPYTERHUB_API_URL=hub.hub_api, JUPYTERHUB_API_TOKEN=token,
+    # as the spawner sets them: the hub's own API address, and the public URL of the proxy
+    env.update(JUPYTERHUB_API_URL=f"http://127.0.0.1:{hub.hub_port}/hub/api",
+               JUPYTERHUB_PUBLIC_HUB_URL=f"{hub.url}/hub/", JUPYTERHUB_API_TOKEN=token,
                JUPYTERHUB_USER=user, JUPYTERHUB_SERVER_NAME="")
     return env
 
