@@ -342,7 +342,8 @@ class NbexecClient:
                         if event.get("event") in FINAL_EVENTS:
                             return
                 raise StreamInterrupted("progress stream ended before the final event")
-            except (StreamInterrupted, requests.RequestException, NbexecAPIError) as e:
+            except (StreamInterrupted, requests.RequestException, NbexecAPIError, ValueError) as e:
+                # ValueError: a line cut in the middle when the connection closed
                 if isinstance(e, NbexecAPIError) and e.status is not None:
                     raise
                 attempts += 1

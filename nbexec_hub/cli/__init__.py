@@ -141,7 +141,10 @@ def cmd_list(args: argparse.Namespace, client: NbexecClient) -> int:
 def cmd_show(args: argparse.Namespace, client: NbexecClient) -> int:
     """Print one execution's model."""
     model = client.get(args.exec_id)
-    print_json(model) if args.json else print(describe(model))
+    if args.json:
+        print_json(model)
+    else:
+        print(describe(model))
     return EXIT_OK
 
 
