@@ -15,6 +15,10 @@ from tqdm import tqdm
 
 from ..client import Event
 
+#: the bar: running cell, percentage, bar, cells done of total, time spent
+BAR_FORMAT = "{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} cells [{elapsed}]"
+DESC_WIDTH = 32
+
 
 def first_line(source: str | list[str] | None, width: int = 60) -> str:
     """The first non-blank line of a cell's source, shortened to ``width``."""
@@ -92,13 +96,15 @@ class ProgressView:
             return
         current, total = progress
         if self._bar is None:
-            self._bar = tqdm(total=total, unit="cell", file=self.err, dynamic_ncols=True,
-                             leave=True)
+            self._bar = tqdm(total=total, file=self.err, dynamic_ncols=True, leave=True,
+                             bar_format=BAR_FORMAT)
         if self._bar.total != total:
             self._bar.total = total
         # a started cell is running, an ended one is done
         self._bar.n = current if name == "end" else current - 1
-        self._bar.set_description_str(text, refresh=False)
+        # a fixed width keeps the bar from jumping as cells change
+        self._bar.set_description_str(first_line(text, DESC_WIDTH).ljust(DESC_WIDTH),
+                                      refresh=False)
         self._bar.refresh()
 
     def _say(self, line: str) -> None:
