@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -151,6 +152,16 @@ def test_stopped_server_status_409_and_start(realhub, bob_token, monkeypatch, ca
         assert '"notebook_complete"' in capsys.readouterr().out.splitlines()[-1]
         assert main(["status", "--json"]) == 0
         assert '"ready": true' in capsys.readouterr().out
+        # the same from Python: start_server, then poll server_status
+        realhub.stop_server("bob")
+        client = NbexecClient.for_hub(realhub.url, bob_token, "bob")
+        assert client.server_status()["state"] == "stopped"
+        assert client.start_server()["state"] in ("pending", "ready")
+        deadline = time.monotonic() + 60
+        while client.server_status()["state"] != "ready":
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        assert isinstance(client.list(), list)  # forwarded now that it is ready
     finally:
         realhub.stop_server("bob")
 
