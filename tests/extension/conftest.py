@@ -29,7 +29,11 @@ def jp_server_config():
     """The server under test: the extension enabled, a generous concurrency limit."""
     return {
         "ServerApp": {"jpserver_extensions": {"nbexec_hub": True}},
-        "ExecutionExtensionApp": {"max_concurrent_executions": 4, "keepalive_seconds": 0.5},
+        "ExecutionExtensionApp": {
+            "max_concurrent_executions": 4,
+            "keepalive_seconds": 0.5,
+            "activity_interval": 0.2,
+        },
     }
 
 

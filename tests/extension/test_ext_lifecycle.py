@@ -1,0 +1,122 @@
+"""Load and life cycle: 50 runs at once, the FIFO queue, kernel start retries, server stop."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import signal
+import weakref
+from datetime import datetime, timedelta, timezone
+
+from ext_helpers import kernel_pid, read_json, stream_text, wait_done, wait_for_event
+
+
+async def test_fifty_concurrent_runs_all_complete(run, manager, jp_root_dir):
+    starts = await asyncio.gather(*(run(notebook="noparams.ipynb") for _ in range(50)))
+    executions = [manager.get(s["execution"]["exec_id"]) for s in starts]
+    queued = [s["execution"] for s in starts if s["execution"]["status"] == "initializing"]
+    assert len(queued) >= 50 - manager.limiter.limit
+    assert all(m["started_at"] is None and m["progress"] is None for m in queued)
+    await asyncio.gather(*(wait_done(ex, timeout=240) for ex in executions))
+    assert [ex.status for ex in executions] == ["completed"] * 50
+    names = {ex.output_path for ex in executions}
+    assert names == {f"noparams-Executed{n}.ipynb" for n in range(1, 51)}
+    assert manager.limiter.active == 0 and manager.kernels.mkm.list_kernel_ids() == []
+
+
+async def test_queued_runs_start_in_order(run, manager):
+    manager.limiter.limit = 1
+    starts = [await run(notebook="noparams.ipynb") for _ in range(4)]
+    executions = [manager.get(s["execution"]["exec_id"]) for s in starts]
+    assert [s["execution"]["status"] for s in starts] == ["executing"] + ["initializing"] * 3
+    await asyncio.gather(*(wait_done(ex) for ex in executions))
+    started = [ex.started_at for ex in executions]
+    assert started == sorted(started)
+    for before, after in zip(executions, executions[1:]):
+        assert after.started_at >= before.completed_at - 0.5
+
+
+async def test_a_kernel_dying_before_kernel_info_is_replaced(run, manager, jp_serverapp):
+    original = manager.kernels.start
+    leases = []
+
+    async def start_and_kill_the_first(kernel_name, path):
+        lease = await original(kernel_name, path)
+        leases.append(lease.kernel_id)
+        if len(leases) == 1:
+            os.kill(kernel_pid(jp_serverapp, lease.kernel_id), signal.SIGKILL)
+        return lease
+
+    manager.kernels.start = start_and_kill_the_first
+    events = await run(chunked=True, notebook="simple.ipynb")
+    assert events[-1]["event"] == "notebook_complete", events[-1]
+    assert len(leases) == 2
+    assert manager.kernels.mkm.list_kernel_ids() == []
+
+
+async def test_a_kernel_that_never_starts_fails_the_run(run, manager, jp_serverapp, jp_root_dir):
+    original = manager.kernels.start
+    manager.kernel_start_attempts = 2
+    attempts = []
+
+    async def start_and_kill(kernel_name, path):
+        lease = await original(kernel_name, path)
+        attempts.append(lease.kernel_id)
+        os.kill(kernel_pid(jp_serverapp, lease.kernel_id), signal.SIGKILL)
+        return lease
+
+    manager.kernels.start = start_and_kill
+    events = await run(chunked=True, notebook="simple.ipynb")
+    final = events[-1]
+    assert final["event"] == "notebook_error" and len(attempts) == 2
+    assert final["execution"]["status"].startswith("error: kernel 'python3' failed to start")
+    assert final["output_path"] == "simple-Executed1.ipynb"
+    assert read_json(jp_root_dir / "simple-Executed1.ipynb").cells[2].outputs == []
+    assert manager.kernels.mkm.list_kernel_ids() == []
+
+
+async def test_server_shutdown_ends_running_and_queued_runs(
+    run, manager, jp_serverapp, jp_root_dir
+):
+    manager.limiter.limit = 1
+    running = manager.get((await run(notebook="slow.ipynb"))["execution"]["exec_id"])
+    queued = manager.get((await run(notebook="simple.ipynb"))["execution"]["exec_id"])
+    await wait_for_event(running, "start", lambda e: "sleep" in e["cell"]["source"])
+    assert queued.status == "initializing"
+    await jp_serverapp.cleanup_extensions()
+    for ex in (running, queued):
+        assert ex.is_done and ex.status == "error: the server is shutting down"
+        final = ex.events_since(0)[-1][1]
+        assert final["event"] == "notebook_error" and "shutting down" in final["error"]
+        assert ex.model()["completed_at"] is not None
+    assert running.output_path == "slow-Executed1.ipynb"
+    out = read_json(jp_root_dir / "slow-Executed1.ipynb")
+    assert stream_text(out.cells[0]) == "started\n"
+    assert out.cells[1].outputs[-1].evalue == "the server is shutting down"
+    assert manager.kernels.mkm.list_kernel_ids() == []
+    assert [ex.exec_id for ex in manager.list()] == [running.exec_id, queued.exec_id]
+
+
+async def test_running_executions_keep_the_server_active(run, manager, jp_serverapp):
+    long_ago = datetime.now(timezone.utc) - timedelta(days=1)
+    jp_serverapp.web_app.settings["api_last_activity"] = long_ago
+    ex = manager.get((await run(notebook="quiet.ipynb"))["execution"]["exec_id"])
+    await wait_for_event(ex, "start")
+    jp_serverapp.web_app.settings["api_last_activity"] = long_ago
+    await wait_done(ex)
+    assert jp_serverapp.web_app.settings["api_last_activity"] > long_ago
+    assert jp_serverapp.web_app.last_activity() > long_ago
+
+
+async def test_delete_frees_the_execution(jp_fetch, run, manager):
+    events = await run(chunked=True, notebook="noparams.ipynb")
+    ref = weakref.ref(manager.get(events[0]["execution"]["exec_id"]))
+    await jp_fetch("api", "executions", events[0]["execution"]["exec_id"], method="DELETE",
+                   headers={"X-Response-Encoding": "chunked"})
+    for _ in range(20):
+        gc.collect()
+        if ref() is None:
+            break
+        await asyncio.sleep(0.05)
+    assert ref() is None
