@@ -108,7 +108,7 @@ c.JupyterHub.allow_named_servers = True
 # Idle culling: running executions count as activity, so the culler leaves busy servers.
 # Keep servers running across hub restarts so executions are not interrupted:
 # c.JupyterHub.cleanup_servers = False
-# The hub's home page then also shows whether the user's default server is running and how
+# The hub's home page can also show whether the user's default server is running and how
 # its start is going (nbexec's home.html extends the hub's own and asks only the hub's API).
 # nbexec_template_dirs() finds the templates in a checkout or under
 # <prefix>/share/nbexec-hub/templates after pip install; remove these lines to keep the

@@ -115,12 +115,13 @@ def shots(tmp_path: Path) -> Path:
 def browser_user(
     chromium: Any, realhub: Any, shots: Path, request: pytest.FixtureRequest
 ) -> Iterator[Any]:
-    """``browser_user("alice")``: a fresh, logged-in browser context for that user."""
+    """``browser_user("alice", hub=None)``: a fresh browser context logged in as that user
+    (to the session's hub unless another `RealHub` is given)."""
     made: list[BrowserUser] = []
 
-    def make(user: str) -> BrowserUser:
+    def make(user: str, hub: Any = None) -> BrowserUser:
         context = chromium.new_context()
-        bu = BrowserUser(realhub, context, user, shots)
+        bu = BrowserUser(hub or realhub, context, user, shots)
         made.append(bu)
         bu.login()
         return bu
