@@ -21,10 +21,11 @@ function paramsText(params) {
 }
 
 export class ExecutionsTable {
-  /** onView(model) opens a model's live view. */
-  constructor(api, onView) {
+  /** onView(model) opens a model's live view; onServerGone() when the server stopped. */
+  constructor(api, onView, onServerGone) {
     this.api = api;
     this.onView = onView;
+    this.onServerGone = onServerGone;
     this.serverURL = null;
     this.models = [];
     this.body = document.getElementById("nbexec-executions-body");
@@ -37,7 +38,14 @@ export class ExecutionsTable {
     try {
       answer = await this.api.executions();
     } catch (err) {
-      showError(err, "Listing executions");
+      if (err.status === 409 && this.onServerGone) {
+        // the server stopped meanwhile: say so in the server card, not as an error
+        this.clear("The server is not running.");
+        this.onServerGone();
+      } else {
+        this.clear("Could not list the executions.");
+        showError(err, "Listing executions");
+      }
       return [];
     }
     this.models = (answer && answer.executions) || [];

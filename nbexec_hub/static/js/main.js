@@ -6,10 +6,12 @@ import { ExecutionsTable } from "./executions.js";
 import { LiveView } from "./live.js";
 import { RunForm } from "./run-form.js";
 import { ServerCard } from "./server.js";
-import { isRunning } from "./ui.js";
+import { isRunning, showError } from "./ui.js";
 
 const REFRESH_RUNNING_MS = 3000;
 const REFRESH_IDLE_MS = 15000;
+// a browser keeps about six HTTP/1.1 connections per host: leave room for the API calls
+const MAX_STREAMS = 4;
 
 class Page {
   constructor(config) {
@@ -19,7 +21,11 @@ class Page {
     this.liveEmpty = document.getElementById("nbexec-live-empty");
     this.serverURL = null;
     this.timer = null;
-    this.table = new ExecutionsTable(this.api, (model) => this.view(model));
+    this.table = new ExecutionsTable(
+      this.api,
+      (model) => this.view(model),
+      () => this.serverGone(),
+    );
     this.form = new RunForm(this.api, (model) => {
       this.view(model);
       this.table.refresh();
@@ -42,10 +48,16 @@ class Page {
     this.form.enable();
     const models = await this.table.refresh();
     // pick up every running execution: the stream replays what already happened
-    for (const model of models) {
-      if (isRunning(model.status)) this.view(model);
-    }
+    const running = models.filter((model) => isRunning(model.status));
+    for (const model of running.slice(0, MAX_STREAMS)) this.view(model);
     this.schedule();
+  }
+
+  async serverGone() {
+    clearTimeout(this.timer);
+    this.form.disable();
+    const status = await this.server.refresh();
+    if (status && status.ready) this.serverReady(status);
   }
 
   /** Follow an execution in a live card (at most one card per execution). */
@@ -53,6 +65,14 @@ class Page {
     const existing = this.live.get(model.exec_id);
     if (existing) {
       existing.element.scrollIntoView({ block: "nearest" });
+      return;
+    }
+    const streaming = [...this.live.values()].filter((view) => view.events).length;
+    if (streaming >= MAX_STREAMS) {
+      showError(
+        `At most ${MAX_STREAMS} executions can be followed at once: close a live card first.`,
+        `Following ${model.path}`,
+      );
       return;
     }
     const view = new LiveView(this.api, model, this.serverURL, () => this.table.refresh());
