@@ -162,6 +162,7 @@ class NbexecClient:
         session: requests.Session | None = None,
         max_resume_attempts: int = 5,
         resume_delay: float = 1.0,
+        idle_timeout: float | None = 60.0,
     ) -> None:
         self.target = target
         self.session = session or requests.Session()
@@ -169,6 +170,9 @@ class NbexecClient:
             self.session.headers["Authorization"] = f"token {target.token}"
         self.max_resume_attempts = max_resume_attempts
         self.resume_delay = resume_delay
+        #: a progress stream silent this long (servers send keep-alives every 15 s) is
+        #: taken as dropped and resumed; None waits forever
+        self.idle_timeout = idle_timeout
 
     @classmethod
     def for_hub(
@@ -196,14 +200,19 @@ class NbexecClient:
         stream: bool = False,
         query: Mapping[str, str] | None = None,
         forwarded: bool = True,
+        idle_timeout: float | None = None,
         **kwargs: Any,
     ) -> requests.Response:
         # the service's start/wait only go with requests it forwards to the server
         params = dict(self.target.extra_query) if forwarded else {}
         params.update(query or {})
         # the service may hold a request while it waits for the server to start
-        read_timeout = READ_TIMEOUT + float(params.get("wait", 0))
-        timeout = (CONNECT_TIMEOUT, None if stream else read_timeout)
+        start_wait = float(params.get("wait", 0))
+        if stream:
+            read_timeout = None if idle_timeout is None else idle_timeout + start_wait
+        else:
+            read_timeout = READ_TIMEOUT + start_wait
+        timeout = (CONNECT_TIMEOUT, read_timeout)
         try:
             response = self.session.request(
                 method, url, params=params or None, stream=stream, timeout=timeout, **kwargs
@@ -323,12 +332,14 @@ class NbexecClient:
         last = after_seq
         attempts = 0
         while True:
-            headers = {"Accept": "application/x-ndjson"}
+            # SSE rather than NDJSON for its keep-alives: silence means a dead connection
+            headers = {"Accept": "text/event-stream"}
             if last is not None:
                 headers["Last-Event-ID"] = str(last)
             try:
                 response = self._request(
-                    "GET", self._url(exec_id, "progress"), stream=True, headers=headers
+                    "GET", self._url(exec_id, "progress"), stream=True, headers=headers,
+                    idle_timeout=self.idle_timeout,
                 )
                 with response:
                     for event in iter_stream_events(response):

@@ -107,8 +107,12 @@ class CuttingProxy:
     so tests can see the ``Last-Event-ID`` of a resume.
     """
 
-    def __init__(self, upstream_port: int, pattern: bytes, cuts: int = 1) -> None:
+    def __init__(
+        self, upstream_port: int, pattern: bytes, cuts: int = 1, stall: bool = False
+    ) -> None:
         self.upstream_port = upstream_port
+        #: instead of closing, go silent (a half-open connection: no FIN, no data)
+        self.stall = stall
         self.pattern = re.compile(pattern)
         self.cuts_left = cuts
         self.cut_count = 0
@@ -120,6 +124,7 @@ class CuttingProxy:
         self._listener.listen(16)
         self.port = self._listener.getsockname()[1]
         self._closed = False
+        self._stopped = threading.Event()
         self._sockets: list[socket.socket] = []
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -165,6 +170,10 @@ class CuttingProxy:
                         self.cut_count += 1
                 if cut:
                     break
+            if self.stall:
+                while up.recv(65536):  # swallow keep-alives and events, send nothing
+                    pass
+                self._stopped.wait()  # even when the server is done: no FIN to the client
         except OSError:
             pass
         finally:
@@ -173,6 +182,7 @@ class CuttingProxy:
 
     def close(self) -> None:
         self._closed = True
+        self._stopped.set()
         _close(self._listener)
         for s in self._sockets:
             _close(s)
@@ -192,8 +202,8 @@ def cutting_proxy(jupyter_server: JupyterServer) -> Iterator[type[CuttingProxy]]
     made: list[CuttingProxy] = []
     port = int(jupyter_server.url.rsplit(":", 1)[1].strip("/"))
 
-    def make(pattern: bytes, cuts: int = 1) -> CuttingProxy:
-        proxy = CuttingProxy(port, pattern, cuts)
+    def make(pattern: bytes, cuts: int = 1, stall: bool = False) -> CuttingProxy:
+        proxy = CuttingProxy(port, pattern, cuts, stall)
         made.append(proxy)
         return proxy
 

@@ -163,3 +163,20 @@ def test_dropped_progress_stream_resumes(jupyter_server, cutting_proxy):
     assert [e["seq"] for e in events] == list(range(len(events)))
     assert events[-1]["event"] == "notebook_complete"
     direct.delete_all()
+
+
+def test_silent_progress_stream_is_resumed_after_the_idle_timeout(jupyter_server, cutting_proxy):
+    direct = jupyter_server.client()
+    exec_id = direct.run("slow.ipynb", {"pause": "0.5"}, wait=False)["exec_id"]
+    # after the 2nd cell the connection goes quiet without closing
+    proxy = cutting_proxy(rb'"progress":\s*"2/7"', stall=True)
+    client = jupyter_server.client(proxy.url)
+    client.resume_delay = 0.1
+    client.idle_timeout = 1.5
+    started = time.monotonic()
+    events = list(client.progress(exec_id))
+    assert proxy.cut_count == 1
+    assert [e["seq"] for e in events] == list(range(len(events)))
+    assert events[-1]["event"] == "notebook_complete"
+    assert time.monotonic() - started < 30
+    direct.delete_all()
