@@ -218,11 +218,14 @@ class ExecutionManager:
             declared = declared_parameters(nb)
             values = convert_parameters(req.params, declared, from_form=req.from_form)
         inject_parameters(nb, values)
-        if out_os_path is not None:
-            assert req.output_path is not None
-            self.reservations.reserve_exact(out_os_path, req.output_path, req.overwrite)
-        else:
-            out_os_path = await asyncio.to_thread(self.reservations.reserve_numbered, nb_os_path)
+        try:
+            if out_os_path is not None:
+                assert req.output_path is not None
+                self.reservations.reserve_exact(out_os_path, req.output_path, req.overwrite)
+            else:
+                out_os_path = self.reservations.reserve_numbered(nb_os_path)
+        except OSError as exc:
+            raise BadRequest(f"the output notebook cannot be created: {exc.strerror}") from None
         ex = self._new_execution(req, req.output_path)
         ex.kernel_name = kernel_name
         have_slot = self.limiter.try_acquire()
@@ -250,7 +253,7 @@ class ExecutionManager:
         try:
             await runner.run(self.limiter, have_slot)
         finally:
-            self.reservations.release(out_os_path)
+            self.reservations.release(out_os_path, written=runner.wrote_output)
 
     # -- stopping ----------------------------------------------------------------------------
 

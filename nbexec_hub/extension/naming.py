@@ -57,6 +57,8 @@ class OutputReservations:
 
     def __init__(self) -> None:
         self._reserved: set[str] = set()
+        #: reserved names whose (empty) file we created ourselves
+        self._placeholders: set[str] = set()
 
     def _claim(self, os_path: str) -> bool:
         """Create the file exclusively; False when it (or its reservation) exists."""
@@ -69,6 +71,7 @@ class OutputReservations:
             return False
         os.close(fd)
         self._reserved.add(key)
+        self._placeholders.add(key)
         return True
 
     def reserve_numbered(self, notebook_os_path: str) -> str:
@@ -97,6 +100,15 @@ class OutputReservations:
                 f"output_path {api_path!r} already exists; pass overwrite=true to replace it"
             )
 
-    def release(self, os_path: str) -> None:
-        """Forget a reservation once its output is written."""
-        self._reserved.discard(os.path.realpath(os_path))
+    def release(self, os_path: str, *, written: bool = True) -> None:
+        """Forget a reservation; an unused placeholder we created is removed."""
+        key = os.path.realpath(os_path)
+        self._reserved.discard(key)
+        if key in self._placeholders:
+            self._placeholders.discard(key)
+            if not written:
+                try:
+                    if os.path.getsize(os_path) == 0:
+                        os.unlink(os_path)
+                except OSError:
+                    pass

@@ -106,6 +106,10 @@ class NotebookRunner:
         self._lease: KernelLease | None = None
         self._client: NotebookClient | None = None
         self._current: tuple[NotebookNode, datetime] | None = None
+        #: whether any cell started: a run that ends before that "failed to start"
+        self.cell_started = False
+        #: whether the output notebook was written
+        self.wrote_output = False
 
     # -- the whole life ---------------------------------------------------------------------
 
@@ -138,9 +142,12 @@ class NotebookRunner:
             if holding:
                 slot.release()
             await self._release_kernel()
-            write_error = await self._write_output()
-            if write_error and error is None:
-                status, error = f"error: {write_error}", write_error
+            if self.cell_started or error is None:
+                write_error = await self._write_output()
+                if write_error and error is None:
+                    status, error = f"error: {write_error}", write_error
+            else:
+                ex.output_path = None  # it failed to start: no output (A.1)
             ex.finish(status, error=error)
 
     def _stopped(self) -> tuple[str, str]:
@@ -222,6 +229,7 @@ class NotebookRunner:
         ex.progress, ex.last_cell_source = progress, cell.source
         ex.emit("start", progress=progress, cell=copy.deepcopy(cell))
         self._current = (cell, started)
+        self.cell_started = True
         try:
             await client.async_execute_cell(cell, index, execution_count=number)
         except CellExecutionError as exc:
@@ -288,4 +296,5 @@ class NotebookRunner:
             self.log.error("nbexec: writing %s failed: %s", self.output_os_path, exc)
             return f"writing the output notebook failed: {exc}"
         self.execution.output_path = self.output_api_path
+        self.wrote_output = True
         return None

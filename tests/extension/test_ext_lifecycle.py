@@ -71,8 +71,9 @@ async def test_a_kernel_that_never_starts_fails_the_run(run, manager, jp_servera
     final = events[-1]
     assert final["event"] == "notebook_error" and len(attempts) == 2
     assert final["execution"]["status"].startswith("error: kernel 'python3' failed to start")
-    assert final["output_path"] == "simple-Executed1.ipynb"
-    assert read_json(jp_root_dir / "simple-Executed1.ipynb").cells[2].outputs == []
+    # it never started: no output notebook, and its reserved name is free again
+    assert final["output_path"] is None and final["execution"]["output_path"] is None
+    assert not list(jp_root_dir.glob("simple-Executed*"))
     assert manager.kernels.mkm.list_kernel_ids() == []
 
 
@@ -91,6 +92,7 @@ async def test_server_shutdown_ends_running_and_queued_runs(
         assert final["event"] == "notebook_error" and "shutting down" in final["error"]
         assert ex.model()["completed_at"] is not None
     assert running.output_path == "slow-Executed1.ipynb"
+    assert queued.output_path is None and not list(jp_root_dir.glob("simple-Executed*"))
     out = read_json(jp_root_dir / "slow-Executed1.ipynb")
     assert stream_text(out.cells[0]) == "started\n"
     assert out.cells[1].outputs[-1].evalue == "the server is shutting down"

@@ -251,3 +251,16 @@ async def test_event_log_is_bounded_but_keeps_the_first_event():
     assert list(kept[0][1]) == ["event", "timestamp", "execution"]
     with pytest.raises(RuntimeError):
         ex.emit("start")
+
+
+def test_unused_placeholders_are_removed_but_never_a_users_file(tmp_path):
+    reservations = OutputReservations()
+    name = reservations.reserve_numbered(str(tmp_path / "nb.ipynb"))
+    assert os.path.exists(name)
+    reservations.release(name, written=False)
+    assert not os.path.exists(name)
+    users = tmp_path / "mine.ipynb"
+    users.write_text("{}")
+    reservations.reserve_exact(str(users), "mine.ipynb", overwrite=True)
+    reservations.release(str(users), written=False)
+    assert users.read_text() == "{}"
