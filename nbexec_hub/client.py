@@ -146,6 +146,15 @@ def _iter_lines(chunks: Iterable[bytes]) -> Iterator[str]:
         yield pending.decode("utf-8")
 
 
+def _drain(events: Iterable[Event], on_event: EventCallback | None) -> dict[str, Any]:
+    """Pass every event to ``on_event``; the model of the final one."""
+    final: Event = {}
+    for final in events:
+        if on_event is not None:
+            on_event(final)
+    return final["execution"]
+
+
 def _form_value(value: Any) -> str:
     """A reserved parameter as a form string (booleans as ``true``/``false``)."""
     if isinstance(value, bool):
@@ -368,13 +377,7 @@ class NbexecClient:
 
     def follow(self, exec_id: str, on_event: EventCallback | None = None) -> dict[str, Any]:
         """Follow an execution's progress to its end and return the final model."""
-        final: dict[str, Any] | None = None
-        for event in self.progress(exec_id):
-            if on_event is not None:
-                on_event(event)
-            final = event
-        assert final is not None  # progress() only returns after a final event
-        return final["execution"]
+        return _drain(self.progress(exec_id), on_event)
 
     def _follow(
         self, response: requests.Response, exec_id: str | None, on_event: EventCallback | None
@@ -399,13 +402,7 @@ class NbexecClient:
         if exec_id is None:
             raise NbexecAPIError("the run stream ended before the execution started")
         log.info("resuming %s after seq %s", exec_id, last_seq)
-        final: dict[str, Any] | None = None
-        for event in self.progress(exec_id, after_seq=last_seq):
-            if on_event is not None:
-                on_event(event)
-            final = event
-        assert final is not None
-        return final["execution"]
+        return _drain(self.progress(exec_id, after_seq=last_seq), on_event)
 
     def shutdown(self, exec_id: str, wait: bool = True) -> dict[str, Any] | None:
         """Shut an execution's kernel down; with ``wait`` return the model once it is done."""
