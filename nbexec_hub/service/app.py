@@ -101,6 +101,10 @@ class NbexecService(Application):
         "debug": ({"Application": {"log_level": logging.DEBUG}}, "Log debug messages."),
     }
 
+    @default("log_level")
+    def _default_log_level(self) -> int:
+        return logging.INFO
+
     config_file = Unicode(
         "nbexec_service_config.py", help="The config file to load (if it exists)."
     ).tag(config=True)
@@ -182,6 +186,11 @@ class NbexecService(Application):
     max_wait = Float(600.0, help="Upper bound for ?wait= in seconds.").tag(config=True)
     keepalive_seconds = Float(
         15.0, help="Seconds between keep-alive comments on Server-Sent Event streams."
+    ).tag(config=True)
+    liveness_seconds = Float(
+        5.0,
+        help="A stream quiet for this long makes the service ask the hub whether the server "
+        "still runs (the proxy may keep a dead server's stream open); gone: the relay ends.",
     ).tag(config=True)
     request_timeout = Float(
         60.0, help="Timeout in seconds of a forwarded request that is not a stream."
@@ -273,6 +282,7 @@ class NbexecService(Application):
             self.api_token,
             streams,
             keepalive_seconds=self.keepalive_seconds,
+            liveness_seconds=self.liveness_seconds,
             request_timeout=self.request_timeout,
         )
         routes: list[tuple[str, type]] = [(prefix + "oauth_callback", OAuthCallbackHandler)]

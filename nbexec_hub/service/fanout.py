@@ -16,6 +16,7 @@ from typing import Any
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 from .hubclient import HubClient
+from .streaming import fetch_quietly
 
 log = logging.getLogger("nbexec.fanout")
 
@@ -43,7 +44,8 @@ async def gather_executions(
         }
         url = proxy_url.rstrip("/") + status["url"].rstrip("/") + "/api/executions"
         async with limit:
-            resp = await client.fetch(
+            resp = await fetch_quietly(
+                client,
                 HTTPRequest(
                     url,
                     headers={"Authorization": f"token {api_token}", "Accept": "application/json"},
@@ -51,7 +53,6 @@ async def gather_executions(
                     connect_timeout=min(timeout, 10),
                     follow_redirects=False,
                 ),
-                raise_error=False,
             )
         if resp.code != 200:
             report["error"] = f"{resp.code}: {resp.error or resp.reason}"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import Any
 from urllib.parse import urlencode
 
@@ -21,7 +22,7 @@ from tornado.httpclient import HTTPRequest
 
 from .. import errors, sse
 from .hubclient import HubClient
-from .streaming import StreamingHTTPClient, close_upstream
+from .streaming import StreamingHTTPClient, close_upstream, fetch_quietly
 
 log = logging.getLogger("nbexec.forward")
 
@@ -66,6 +67,7 @@ class Forwarder:
         stream_client: StreamingHTTPClient,
         *,
         keepalive_seconds: float = sse.KEEPALIVE_SECONDS,
+        liveness_seconds: float = 5.0,
         request_timeout: float = 60.0,
     ) -> None:
         self.hub = hub
@@ -73,6 +75,7 @@ class Forwarder:
         self._token = api_token
         self.client = stream_client
         self.keepalive_seconds = keepalive_seconds
+        self.liveness_seconds = liveness_seconds
         self.request_timeout = request_timeout
 
     async def ensure_ready(
@@ -184,6 +187,8 @@ class _Relay:
         self.line_buffer = bytearray()
         self.count = 0
         self.caller_gone = False
+        self.server_gone = False
+        self.last_data = self.last_write = self.last_check = time.monotonic()
         self.url = forwarder.target_url(status["url"], rest, request.query_arguments)
         headers = {"Authorization": f"token {forwarder._token}", "Accept": "application/json"}
         for name in FORWARDED_HEADERS:
@@ -250,6 +255,7 @@ class _Relay:
     def _on_chunk(self, chunk: bytes) -> None:
         if self.caller_gone:
             raise ConnectionAbortedError("the caller went away")
+        self.last_data = self.last_write = time.monotonic()
         if not self.relaying:
             self.error_body.extend(chunk)
             return
@@ -281,26 +287,48 @@ class _Relay:
                 return
         self.handler.write(sse.format_event(event) if isinstance(event, dict) else "")
 
-    async def _keepalive(self) -> None:
+    async def _watch(self) -> None:
+        """Keep-alives on SSE; and end a stream whose server went away without a word
+        (the proxy may keep the dead connection open)."""
+        tick = min(1.0, self.fwd.keepalive_seconds / 2)
         while True:
-            await asyncio.sleep(self.fwd.keepalive_seconds)
-            if self.relaying and not self.caller_gone:
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            idle = now - self.last_write
+            if self.as_sse and self.relaying and idle >= self.fwd.keepalive_seconds:
                 self.handler.write(sse.keepalive_comment())
                 self.handler.flush()
+                self.last_write = now
+            quiet = now - max(self.last_data, self.last_check)
+            if quiet < self.fwd.liveness_seconds:
+                continue
+            self.last_check = now
+            user, server_name = self.status["user"], self.status["server_name"]
+            try:
+                current = await self.fwd.hub.server_status(user, server_name)
+            except errors.NbexecError:
+                continue  # the hub is unreachable (restarting?): that says nothing of the server
+            if not current["ready"] or current["started"] != self.status["started"]:
+                log.info("Server %s/%s went away during a stream; ending it", user, server_name)
+                self.server_gone = True
+                close_upstream(self.request)
+                return
 
     # -- the whole exchange -----------------------------------------------
 
     async def run(self) -> None:
-        keepalive = asyncio.ensure_future(self._keepalive()) if self.as_sse else None
+        watch = asyncio.ensure_future(self._watch()) if self.streamed else None
         try:
-            response = await self.fwd.client.fetch(self.request, raise_error=False)
+            response = await fetch_quietly(self.fwd.client, self.request)
         finally:
-            if keepalive is not None:
-                keepalive.cancel()
+            if watch is not None:
+                watch.cancel()
         user, server_name = self.status["user"], self.status["server_name"]
         if self.caller_gone:
             log.info("Caller left; closed the upstream stream from %s/%s", user, server_name)
             return
+        if self.server_gone and not self.relaying:
+            raise ServerGone()
         if self.relaying:
             if self.as_sse and self.line_buffer:
                 self._write_event_line(bytes(self.line_buffer))

@@ -20,7 +20,7 @@ from urllib.parse import quote, urlencode
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest, HTTPResponse
 
 from .. import errors
-from .streaming import StreamingHTTPClient, close_upstream
+from .streaming import StreamingHTTPClient, close_upstream, fetch_quietly
 
 log = logging.getLogger("nbexec.hub")
 
@@ -99,7 +99,7 @@ class HubClient:
             request_timeout=self.request_timeout,
             connect_timeout=10,
         )
-        resp: HTTPResponse = await self.http.fetch(req, raise_error=False)
+        resp: HTTPResponse = await fetch_quietly(self.http, req)
         if resp.code == 599:
             raise errors.UpstreamError(f"The hub API is unreachable: {resp.error}")
         data = None
@@ -123,12 +123,8 @@ class HubClient:
 
     async def health(self) -> bool:
         """Whether the hub API answers at all."""
-        try:
-            resp = await self.http.fetch(
-                self.api_url, request_timeout=5, connect_timeout=5, raise_error=False
-            )
-        except OSError:
-            return False
+        req = HTTPRequest(self.api_url, request_timeout=5, connect_timeout=5)
+        resp = await fetch_quietly(self.http, req)
         return resp.code == 200
 
     async def get_user(self, user: str) -> dict[str, Any]:
@@ -261,7 +257,7 @@ class HubClient:
             request_timeout=0,
             connect_timeout=10,
         )
-        fetch = asyncio.ensure_future(self.stream_client.fetch(req, raise_error=False))
+        fetch = asyncio.ensure_future(fetch_quietly(self.stream_client, req))
         stopped = asyncio.ensure_future(stop.wait())
         try:
             while True:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tornado.httpclient import HTTPRequest
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
 from tornado.simple_httpclient import SimpleAsyncHTTPClient, _HTTPConnection
 
 
@@ -44,3 +44,14 @@ def close_upstream(request: HTTPRequest) -> None:
     stream = getattr(connection, "stream", None)
     if stream is not None and not stream.closed():
         stream.close()
+
+
+async def fetch_quietly(client: AsyncHTTPClient, request: HTTPRequest) -> HTTPResponse:
+    """Fetch without raising: connection failures come back as a 599 response with `error`.
+
+    (Since tornado 6, ``raise_error=False`` still raises for connection errors.)
+    """
+    try:
+        return await client.fetch(request, raise_error=False)
+    except (OSError, HTTPClientError) as e:
+        return HTTPResponse(request, 599, error=e)
