@@ -79,6 +79,8 @@ def cmd_run(args: argparse.Namespace, client: NbexecClient) -> int:
     """Run a notebook, by default waiting for it with a progress display."""
     params = load_params(args)
     if args.start:
+        if client.target.kind != "hub":
+            raise UsageError("--start needs the hub service (a plain server cannot be started)")
         client.start_if_needed(args.start_timeout)
     options = dict(output_path=args.output_path, overwrite=args.overwrite,
                    kernel=args.kernel, cell_timeout=args.cell_timeout)
@@ -116,6 +118,8 @@ def cmd_progress(args: argparse.Namespace, client: NbexecClient) -> int:
 def cmd_list(args: argparse.Namespace, client: NbexecClient) -> int:
     """List executions as a table (or JSON)."""
     if args.all_servers:
+        if client.target.kind != "hub":
+            raise UsageError("--all-servers needs the hub service")
         body = client.list_all_servers()
         executions = body.get("executions", [])
     else:
@@ -242,6 +246,8 @@ def _api_error(args: argparse.Namespace, e: NbexecAPIError) -> int:
     else:
         status = f"{e.status}: " if e.status else ""
         print(f"nbexec: {status}{e.message}", file=sys.stderr)
+        if e.status == 409 and args.command == "run":
+            print("nbexec: add --start to start the server first", file=sys.stderr)
     if e.status == 409:
         return EXIT_NOT_READY
     return EXIT_HTTP_ERROR

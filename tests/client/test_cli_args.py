@@ -179,3 +179,10 @@ def test_stream_decoding_of_sse_and_ndjson():
     nd = b'{"event": "a", "seq": 0}\n\n{"event": "b", "seq": 1}'
     events = list(iter_stream_events(_response(nd, "application/x-ndjson")))
     assert [e["event"] for e in events] == ["a", "b"]
+
+
+@pytest.mark.parametrize("argv", [["run", "nb.ipynb", "--start"], ["list", "--all-servers"]])
+def test_hub_only_options_with_a_direct_server_are_usage_errors(argv, capsys):
+    url = f"http://127.0.0.1:{free_port()}/"
+    assert main([*argv, "--server-url", url, "--token", "t"]) == EXIT_USAGE
+    assert "needs the hub service" in capsys.readouterr().err

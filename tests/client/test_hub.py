@@ -147,7 +147,8 @@ def test_stopped_server_status_409_and_start(realhub, bob_token, monkeypatch, ca
         assert main(["status"]) == 3
         assert capsys.readouterr().out.strip() == "stopped"
         assert main(["run", "greet.ipynb"]) == 3  # 409: not ready, and no --start
-        assert "409" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert err.startswith("nbexec: 409: ") and "add --start" in err
         assert main(["run", "greet.ipynb", "--start", "--json"]) == 0
         assert '"notebook_complete"' in capsys.readouterr().out.splitlines()[-1]
         assert main(["status", "--json"]) == 0
