@@ -42,16 +42,22 @@ def test_home_page_shows_server_state_and_start_progress(realhub_factory, browse
     page.wait_for_selector("#nbexec-home-status[data-state='starting']", timeout=30_000)
     page.wait_for_selector("#nbexec-home-progress:not(.d-none)")
     alice.shot("home-starting")
-    page.wait_for_selector("#nbexec-home-status[data-state='ready']", timeout=90_000)
+    # once ready, the page loads itself again so that the hub's own buttons match
+    page.wait_for_selector("#nbexec-home-status[data-rendered-active='true'][data-state='ready']",
+                           timeout=90_000)
     assert page.locator("#nbexec-home-message").inner_text() == (
         "Your server is running at /user/alice/"
     )
     assert page.locator("#nbexec-home-progress").is_hidden()
+    assert page.locator("#stop").is_visible()
     alice.shot("home-ready")
 
     # and after a reload the state comes straight from the hub's user model
     page.reload()
     page.wait_for_selector("#nbexec-home-status[data-state='ready']")
     hub.stop_server("alice")
-    page.reload()
-    page.wait_for_selector("#nbexec-home-status[data-state='stopped']")
+    page.wait_for_selector(
+        "#nbexec-home-status[data-rendered-active='false'][data-state='stopped']",
+        timeout=30_000,
+    )
+    assert page.locator("#stop").count() == 0
