@@ -1,0 +1,74 @@
+"""Long streams must not starve anything: 200 concurrent SSE readers plus ordinary requests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from hubhelpers import Service, executions_path, slow_notebook, sse_events
+from realhub import RealHub
+from tornado.httpclient import HTTPRequest
+from tornado.simple_httpclient import SimpleAsyncHTTPClient
+
+READERS = 200
+
+
+async def test_200_concurrent_sse_readers(
+    realhub: RealHub, alice: Service, alice_server: dict
+) -> None:
+    realhub.put_notebook("alice", "crowd.ipynb", slow_notebook(cells=30, seconds=0.5))
+    exec_id = alice.run("alice", "crowd.ipynb")["exec_id"]
+    url = realhub.service_url(f"{executions_path('alice')}/{exec_id}/progress")
+    client = SimpleAsyncHTTPClient(force_instance=True, max_clients=READERS + 20)
+    headers = {"Authorization": f"token {alice.token}", "Accept": "text/event-stream"}
+
+    async def reader() -> tuple[float, float, str]:
+        body = bytearray()
+        first: list[float] = []
+
+        def on_chunk(chunk: bytes) -> None:
+            if not first:
+                first.append(time.monotonic())
+            body.extend(chunk)
+
+        req = HTTPRequest(url, headers=headers, streaming_callback=on_chunk, request_timeout=120)
+        resp = await client.fetch(req)
+        assert resp.code == 200
+        return first[0], time.monotonic(), body.decode()
+
+    async def ordinary() -> float:
+        started = time.monotonic()
+        resp = await client.fetch(
+            HTTPRequest(
+                realhub.service_url("api/users/alice/server"),
+                headers={"Authorization": f"token {alice.token}"},
+                request_timeout=30,
+            )
+        )
+        assert json.loads(resp.body)["state"] == "ready"
+        return time.monotonic() - started
+
+    try:
+        readers = [asyncio.ensure_future(reader()) for _ in range(READERS)]
+        await asyncio.sleep(4)
+        # while the streams are open, ordinary requests are answered promptly
+        durations = await asyncio.gather(*(ordinary() for _ in range(10)))
+        assert max(durations) < 10, durations
+        listing = await client.fetch(
+            HTTPRequest(
+                realhub.service_url(executions_path("alice")),
+                headers={"Authorization": f"token {alice.token}"},
+                request_timeout=30,
+            )
+        )
+        assert listing.code == 200
+        results = await asyncio.wait_for(asyncio.gather(*readers), timeout=110)
+    finally:
+        client.close()
+    # every reader was open at the same time as every other one
+    assert max(first for first, _, _ in results) < min(end for _, end, _ in results)
+    for _, _, text in results:
+        events = sse_events(text)
+        assert [int(ident) for ident, _ in events] == list(range(len(events)))
+        assert events[-1][1]["event"] == "notebook_complete"
