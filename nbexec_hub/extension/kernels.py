@@ -11,6 +11,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from jupyter_core.utils import ensure_async
+from jupyter_server._tz import utcnow
+from traitlets.utils.importstring import import_item
+
+
+def give_new_kernels_a_last_activity(multi_kernel_manager: Any) -> None:
+    """Let kernels have a ``last_activity`` from the moment they exist.
+
+    jupyter_server puts a new kernel in its table one event-loop turn before it sets the
+    kernel's ``last_activity``; a ``GET /api/kernels`` or ``/api/status`` landing in that
+    turn fails with a 500. Executions start kernels often enough to hit that window, so
+    the kernel class gets a default (the time of the first read) for that one turn.
+    """
+    cls = multi_kernel_manager.kernel_manager_class
+    cls = import_item(cls) if isinstance(cls, str) else cls
+    if "last_activity" in cls.class_trait_names() and "_last_activity_default" not in vars(cls):
+        cls._last_activity_default = lambda self: utcnow()
 
 
 @dataclass
@@ -28,6 +44,7 @@ class ServerKernels:
     def __init__(self, multi_kernel_manager: Any, log: logging.Logger) -> None:
         self.mkm = multi_kernel_manager
         self.log = log
+        give_new_kernels_a_last_activity(multi_kernel_manager)
 
     async def start(self, kernel_name: str, notebook_api_path: str) -> KernelLease:
         """Start a kernel whose working directory is the notebook's folder."""

@@ -122,3 +122,16 @@ async def test_delete_frees_the_execution(jp_fetch, run, manager):
             break
         await asyncio.sleep(0.05)
     assert ref() is None
+
+
+async def test_a_kernel_just_added_to_the_table_has_a_last_activity(jp_fetch, manager):
+    # jupyter_server lists a new kernel one loop turn before it sets last_activity;
+    # without a default, GET /api/kernels and /api/status answer 500 in that turn
+    from traitlets.utils.importstring import import_item
+
+    cls = manager.kernels.mkm.kernel_manager_class
+    fresh = (import_item(cls) if isinstance(cls, str) else cls)(parent=manager.kernels.mkm)
+    assert fresh.last_activity is not None
+    assert manager.kernels.mkm.kernel_model  # the model reads it with isoformat()
+    response = await jp_fetch("api", "kernels")
+    assert response.code == 200
