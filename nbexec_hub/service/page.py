@@ -97,7 +97,7 @@ class PageStaticHandler(web.StaticFileHandler):
 
 
 class PageHandler(ServiceHandler):
-    """`GET /`: the page, for the logged-in user or (with ``?user=``) one they may act on."""
+    """`GET /`: the page, for the caller's default server, or ``?user=U&server=S``."""
 
     def hub_url(self, path: str) -> str:
         return self.hub_auth.hub_prefix + path
@@ -127,7 +127,8 @@ class PageHandler(ServiceHandler):
         )
         if not target:
             raise errors.BadRequest("Say which user's server to show: ?user=NAME")
-        self.check_access(target, "")
+        server_name = self.get_query_argument("server", "")
+        self.check_access(target, server_name)
         # render the token into the page: the cookie alone is not readable before it is set
         xsrf = self.xsrf_token.decode("ascii")
         config = {
@@ -135,11 +136,18 @@ class PageHandler(ServiceHandler):
             "hub_prefix": self.hub_auth.hub_prefix,
             "user": caller.get("name"),
             "target_user": target,
-            "server_name": "",
+            "server_name": server_name,
             "xsrf_token": xsrf,
         }
-        self.finish(self.render_page(PAGE_TEMPLATE, page_config=config, target_user=target,
-                                     user_choices=await self.user_choices(target)))
+        self.finish(
+            self.render_page(
+                PAGE_TEMPLATE,
+                page_config=config,
+                target_user=target,
+                server_name=server_name,
+                user_choices=await self.user_choices(target),
+            )
+        )
 
     def render_page(self, name: str, **extra: Any) -> str:
         """Render one of our templates with the names the hub's page.html expects."""

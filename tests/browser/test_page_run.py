@@ -239,3 +239,23 @@ def test_reload_and_second_tab_keep_following(realhub, alice_server, browser_use
         assert view.locator(".progress").get_attribute("aria-valuenow") == "100"
         assert "step 12/12" in view.locator(".nbexec-cells").inner_text()
     alice.shot("second-tab-completed", second)
+
+
+def test_named_server_from_the_page(realhub, browser_user):
+    realhub.put_notebook("alice", "named.ipynb", tiny_notebook("print('named', x)"))
+    alice = browser_user("alice")
+    page = alice.open_service_page(query="?server=second")
+    assert page.locator("#nbexec-server-title").inner_text() == "Server of alice (second)"
+    try:
+        page.locator("#nbexec-server-state", has_text="stopped").wait_for()
+        page.click("#nbexec-server-start")
+        page.locator("#nbexec-server-state", has_text="ready").wait_for(timeout=90_000)
+        assert page.locator("#nbexec-server-open").get_attribute("href") == "/user/alice/second/"
+        start_run(page, "named.ipynb", {"x": "42"})
+        card = live_card(page, "named.ipynb")
+        card.locator(".badge", has_text="completed").wait_for()
+        assert "named 42" in card.locator(".nbexec-cells").inner_text()
+        link = page.locator("tr.nbexec-execution a.nbexec-output-link").first
+        assert link.get_attribute("href") == "/user/alice/second/lab/tree/named-Executed1.ipynb"
+    finally:
+        realhub.stop_server("alice", "second")

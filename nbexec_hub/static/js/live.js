@@ -115,6 +115,7 @@ export class LiveView {
       try {
         event = JSON.parse(message.data);
       } catch (err) {
+        showError(`unreadable event ${message.data}`, `Following ${this.model.path}`);
         return;
       }
       // after a reconnect the stream resumes from Last-Event-ID; never apply an event twice

@@ -56,7 +56,13 @@ export class ServerCard {
     } else if (state === "pending") {
       this.message.textContent =
         status.pending === "stop" ? "The server is stopping." : "The server is starting.";
-      if (status.pending !== "stop") this.followProgress();
+      if (status.pending === "stop") {
+        // the hub has no progress stream for stopping: ask again shortly
+        clearTimeout(this.poll);
+        this.poll = setTimeout(() => this.refresh(), 2000);
+      } else {
+        this.followProgress();
+      }
     } else {
       this.progress.classList.add("d-none");
       this.message.textContent = "The server is not running. Start it to run notebooks.";
@@ -101,6 +107,7 @@ export class ServerCard {
       try {
         event = JSON.parse(message.data);
       } catch (err) {
+        showError(`unreadable event ${message.data}`, "Server start progress");
         return;
       }
       if (event.progress !== undefined) this.setProgress(event.progress);
