@@ -1,0 +1,114 @@
+"""The service's configuration and small pure parts, without a hub."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nbexec_hub import errors
+from nbexec_hub.service.app import NbexecService, proxy_url_from_env, scrub_uri
+from nbexec_hub.service.forward import Forwarder, parse_start_wait
+from nbexec_hub.service.hubclient import status_model
+
+
+def test_proxy_url_comes_from_the_hub_environment() -> None:
+    env = {"JUPYTERHUB_PUBLIC_HUB_URL": "https://hub.example.org/jh/hub/"}
+    assert proxy_url_from_env(env) == "https://hub.example.org"
+    assert proxy_url_from_env({"JUPYTERHUB_HOST": "https://h.example.org"}) == "https://h.example.org"
+    assert proxy_url_from_env({}) == ""
+
+
+def _service_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTERHUB_")}
+    env.update(JUPYTERHUB_API_TOKEN="x", JUPYTERHUB_SERVICE_URL="http://127.0.0.1:1")
+    env.update(extra)
+    return env
+
+
+def test_refuses_to_start_without_a_proxy_url(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "nbexec_hub.service"],
+        env=_service_env(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode != 0
+    assert "c.JupyterHub.public_url" in proc.stderr
+    assert "JUPYTERHUB_HOST" in proc.stderr
+
+
+def test_generate_config(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "nbexec_hub.service", "--generate-config"],
+        env=_service_env(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    text = (tmp_path / "nbexec_service_config.py").read_text()
+    for trait in ("proxy_url", "readiness_cache_seconds", "keepalive_seconds", "max_streams"):
+        assert f"c.NbexecService.{trait}" in text
+
+
+def test_every_trait_is_documented_and_configurable() -> None:
+    own = NbexecService.class_own_traits()
+    assert own
+    for name, trait in own.items():
+        if name in ("log_level",):
+            continue
+        assert trait.help, name
+        assert trait.metadata.get("config") is True, name
+
+
+def test_cli_aliases_and_env_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:12345")
+    monkeypatch.setenv("JUPYTERHUB_PUBLIC_HUB_URL", "http://10.0.0.1:8000/hub/")
+    monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", "/services/nbexec/")
+    app = NbexecService()
+    app.parse_command_line(["--readiness-cache=1.5", "--max-wait=30"])
+    assert app.port == 12345 and app.ip == "127.0.0.1"
+    assert app.proxy_url == "http://10.0.0.1:8000"
+    assert app.readiness_cache_seconds == 1.5 and app.max_wait == 30
+    app.parse_command_line(["--proxy-url=http://proxy-public/"])
+    assert app.proxy_url == "http://proxy-public/"
+
+
+def test_scrub_uri_hides_tokens() -> None:
+    assert scrub_uri("/a?token=abc&x=1&_xsrf=def") == "/a?token=[secret]&x=1&_xsrf=[secret]"
+    assert "abc" not in scrub_uri("/a?x=1&TOKEN=abc")
+
+
+def test_start_and_wait_parameters() -> None:
+    assert parse_start_wait(None, None, 60, 600) == (False, None)
+    assert parse_start_wait("1", None, 60, 600) == (True, 60)
+    assert parse_start_wait("true", "5", 60, 600) == (True, 5)
+    assert parse_start_wait(None, "9999", 60, 600) == (False, 600)
+    with pytest.raises(errors.BadRequest):
+        parse_start_wait(None, "soon", 60, 600)
+    with pytest.raises(errors.BadRequest):
+        parse_start_wait(None, "-1", 60, 600)
+
+
+def test_target_url_drops_the_service_parameters() -> None:
+    fwd = Forwarder(None, "http://proxy:8000/", "tok", None)  # type: ignore[arg-type]
+    query = {"start": [b"1"], "wait": [b"5"], "token": [b"t"], "_xsrf": [b"x"], "k": [b"v"]}
+    url = fwd.target_url("/user/alice/", "api/executions/abc", query)
+    assert url == "http://proxy:8000/user/alice/api/executions/abc?k=v"
+
+
+def test_status_model_states() -> None:
+    prefix = "/services/nbexec/"
+    assert status_model("a", "", None, prefix)["state"] == "stopped"
+    server = {"ready": False, "pending": "spawn", "url": "/user/a/s/"}
+    pending = status_model("a", "s", server, prefix)
+    assert pending["state"] == "pending" and pending["pending"] == "spawn"
+    assert pending["progress_url"] == "/services/nbexec/api/users/a/servers/s/progress"
+    assert status_model("a", "", {"ready": True, "url": "/user/a/"}, prefix)["ready"] is True
