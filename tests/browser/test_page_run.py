@@ -20,7 +20,7 @@ pytestmark = pytest.mark.timeout(300)
 
 
 
-def png_b64(width: int = 3, height: int = 2) -> str:
+def png_b64(width: int = 48, height: int = 24) -> str:
     """A valid red PNG of that size, base64-encoded."""
     def chunk(kind: bytes, data: bytes) -> bytes:
         body = kind + data
@@ -154,7 +154,7 @@ def test_failing_notebook_shows_its_error_and_images_show(realhub, alice_server,
     card.locator(".badge", has_text="completed").wait_for()
     image = card.locator("img.nbexec-output-image")
     assert image.get_attribute("src").startswith("data:image/png;base64,")
-    assert image.evaluate("img => img.complete && img.naturalWidth") == 3
+    assert image.evaluate("img => img.complete && img.naturalWidth") == 48
 
     start_run(page, "fails_on_purpose.ipynb")
     card = live_card(page, "fails_on_purpose.ipynb")
@@ -169,6 +169,9 @@ def test_failing_notebook_shows_its_error_and_images_show(realhub, alice_server,
     row.locator(".badge", has_text="error").wait_for()
     assert "ZeroDivisionError" in row.locator(".nbexec-status-text").inner_text()
     alice.shot("error")
+    # the hub's dark mode toggle sets this attribute; the page follows the hub's colours
+    page.evaluate("document.documentElement.setAttribute('data-bs-theme', 'dark')")
+    alice.shot("error-dark")
 
 
 def test_shut_down_a_slow_run_with_confirmation(realhub, alice_server, browser_user):
