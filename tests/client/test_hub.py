@@ -176,8 +176,16 @@ def test_list_every_server_as_admin(alice, realhub, admin_token, capsys):
     assert any(line.startswith("alice") and model["exec_id"] in line for line in out[1:])
 
 
-def test_nbexec_inside_a_users_server_needs_no_settings(alice, realhub):
-    # a notebook run on alice's server calls `nbexec` with that server's real environment
+#: what the servers' own tokens need so that `nbexec` works inside them
+SERVER_TOKEN_SCOPES = (
+    'c.Spawner.server_token_scopes = ["users:activity!user", "access:servers!server", '
+    '"access:services!service=nbexec"]'
+)
+
+
+def run_nbexec_inside(hub, client: NbexecClient) -> str:
+    """Run a notebook on alice's server that calls `nbexec` with that server's environment;
+    what it printed."""
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(
         "import os, subprocess, sys\n"
@@ -188,10 +196,24 @@ def test_nbexec_inside_a_users_server_needs_no_settings(alice, realhub):
     )]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                  "language": "python"}
-    realhub.put_notebook("alice", "nested.ipynb", nb)
+    hub.put_notebook("alice", "nested.ipynb", nb)
     events = []
-    model = alice.run("nested.ipynb", on_event=events.append)
+    model = client.run("nested.ipynb", on_event=events.append)
     assert model["status"] == "completed"
-    text = "".join(o.get("text", "") for o in events[-2]["cell"]["outputs"])
+    return "".join(o.get("text", "") for o in events[-2]["cell"]["outputs"])
+
+
+def test_nbexec_inside_a_users_server_needs_no_settings(alice, realhub):
+    # with the shipped hub_config: the server's own JUPYTERHUB_API_TOKEN must reach the service
+    text = run_nbexec_inside(realhub, alice)
+    assert text.startswith("status 0 ready"), text
+    assert re.search(r"^list 0 \{\"executions\": \[", text, re.M), text
+
+
+def test_nbexec_inside_a_server_whose_token_may_use_the_service(realhub_factory):
+    hub = realhub_factory(extra_config=SERVER_TOKEN_SCOPES)
+    hub.start_server("alice")
+    client = NbexecClient.for_hub(hub.url, hub.create_token("alice"), "alice")
+    text = run_nbexec_inside(hub, client)
     assert text.startswith("status 0 ready"), text
     assert re.search(r"^list 0 \{\"executions\": \[", text, re.M), text
