@@ -30,6 +30,11 @@ log = logging.getLogger(__name__)
 Event = dict[str, Any]
 EventCallback = Callable[[Event], None]
 
+#: parameters of POST /api/executions that are not notebook parameters (CONTRACT A.3)
+RESERVED_PARAMS = frozenset(
+    {"notebook", "output_path", "overwrite", "jupyter_kernel", "cell_timeout"}
+)
+
 #: events that end an execution's stream
 FINAL_EVENTS = frozenset({"notebook_complete", "notebook_error"})
 
@@ -326,8 +331,7 @@ class NbexecClient:
         if cell_timeout is not None:
             reserved["cell_timeout"] = _form_value(cell_timeout)
         params = dict(params or {})
-        clash = set(params) & {"notebook", "output_path", "overwrite", "jupyter_kernel",
-                               "cell_timeout"}
+        clash = set(params) & RESERVED_PARAMS
         if clash:
             raise ValueError(f"reserved names cannot be notebook parameters: {sorted(clash)}")
         if all(isinstance(v, str) for v in params.values()):

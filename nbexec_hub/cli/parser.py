@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from ..client import NbexecClient
+from ..client import RESERVED_PARAMS, NbexecClient
 
 EXIT_OK = 0
 EXIT_EXECUTION_ERROR = 1
@@ -197,4 +197,7 @@ def load_params(args: argparse.Namespace) -> dict[str, Any]:
         params = {str(k): json.loads(json.dumps(v, default=str)) for k, v in loaded.items()}
     for name, value in args.param:
         params[name] = value
+    clash = sorted(set(params) & RESERVED_PARAMS)
+    if clash:
+        raise UsageError(f"{', '.join(clash)}: reserved, use the matching option instead")
     return params

@@ -186,3 +186,10 @@ def test_hub_only_options_with_a_direct_server_are_usage_errors(argv, capsys):
     url = f"http://127.0.0.1:{free_port()}/"
     assert main([*argv, "--server-url", url, "--token", "t"]) == EXIT_USAGE
     assert "needs the hub service" in capsys.readouterr().err
+
+
+def test_reserved_names_are_not_parameters(capsys):
+    url = f"http://127.0.0.1:{free_port()}/"
+    argv = ["run", "nb.ipynb", "-p", "output_path", "x.ipynb", "--server-url", url]
+    assert main(argv) == EXIT_USAGE
+    assert "output_path: reserved" in capsys.readouterr().err
