@@ -98,7 +98,7 @@ def test_api_errors_are_shown_in_the_page(realhub, alice_server, browser_user):
 
 
 def test_narrow_window_and_keyboard_only(realhub, alice_server, browser_user):
-    realhub.put_notebook("alice", "keys/tiny.ipynb", tiny_notebook("print('hello', x)"))
+    realhub.put_notebook("alice", "keys/tiny notebook é.ipynb", tiny_notebook("print('hello', x)"))
     alice = browser_user("alice")
     page = alice.new_page(width=390, height=844)
     alice.open_service_page(page)
@@ -115,8 +115,8 @@ def test_narrow_window_and_keyboard_only(realhub, alice_server, browser_user):
 
     tab_to(".nbexec-file[data-path='keys']")
     page.keyboard.press("Enter")
-    page.wait_for_selector(".nbexec-file[data-path='keys/tiny.ipynb']")
-    tab_to(".nbexec-file[data-path='keys/tiny.ipynb']")
+    page.wait_for_selector(".nbexec-file[data-path='keys/tiny notebook é.ipynb']")
+    tab_to(".nbexec-file[data-path='keys/tiny notebook é.ipynb']")
     page.keyboard.press("Enter")
     page.wait_for_selector("#nbexec-param-x")
     tab_to("#nbexec-param-x")
@@ -124,14 +124,14 @@ def test_narrow_window_and_keyboard_only(realhub, alice_server, browser_user):
     page.keyboard.type("7")
     tab_to("#nbexec-run-submit")
     page.keyboard.press("Enter")
-    card = page.locator("article.nbexec-live", has=page.locator("h3", has_text="keys/tiny.ipynb"))
+    card = page.locator("article.nbexec-live", has=page.locator("h3", has_text="keys/tiny notebook é.ipynb"))
     card.locator(".badge", has_text="completed").wait_for()
     assert "hello 7" in card.locator(".nbexec-cells").inner_text()
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     alice.shot("narrow-completed", page)
 
     # the delete confirmation is a modal dialog that Escape cancels
-    row = page.locator("tr.nbexec-execution", has_text="keys/tiny.ipynb").first
+    row = page.locator("tr.nbexec-execution", has_text="keys/tiny notebook é.ipynb").first
     row.locator(".nbexec-delete").focus()
     page.keyboard.press("Enter")
     page.wait_for_selector("#nbexec-confirm[open]")
