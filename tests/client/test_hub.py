@@ -6,6 +6,7 @@ and single-user servers with the extension, users alice, bob and admin.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -217,3 +218,21 @@ def test_nbexec_inside_a_server_whose_token_may_use_the_service(realhub_factory)
     text = run_nbexec_inside(hub, client)
     assert text.startswith("status 0 ready"), text
     assert re.search(r"^list 0 \{\"executions\": \[", text, re.M), text
+
+
+def test_named_server(alice, realhub, capsys):
+    realhub.stop_server("alice", "gpu")
+    try:
+        assert main(["status", "--server", "gpu"]) == 3
+        capsys.readouterr()
+        assert main(["run", "greet.ipynb", "--server", "gpu", "--start", "--no-wait"]) == 0
+        exec_id = capsys.readouterr().out.strip()
+        assert realhub.server_model("alice", "gpu")["ready"]
+        assert main(["progress", exec_id, "--server", "gpu"]) == 0
+        assert main(["list", "--server", "gpu", "--json"]) == 0
+        out = capsys.readouterr().out.splitlines()
+        assert [m["exec_id"] for m in json.loads(out[-1])["executions"]] == [exec_id]
+        # the default server does not know it
+        assert main(["show", exec_id]) == 4
+    finally:
+        realhub.stop_server("alice", "gpu")
