@@ -31,6 +31,7 @@ Command = Callable[[argparse.Namespace, NbexecClient], int]
 
 
 def _is_error(model: dict) -> bool:
+    """Whether an execution model ended in error."""
     return str(model.get("status", "")).startswith("error")
 
 
@@ -62,8 +63,10 @@ def _ask_shutdown(args: argparse.Namespace) -> bool:
 
 
 def _interrupted(args: argparse.Namespace, client: NbexecClient, exec_id: str | None) -> int:
+    """Ctrl-C during run: shut the execution down or leave it, as chosen."""
     if exec_id is None:
-        print("\ninterrupted before the execution started", file=sys.stderr)
+        print("\ninterrupted before the server named the execution; see `nbexec list`",
+              file=sys.stderr)
         return EXIT_INTERRUPTED
     if _ask_shutdown(args):
         model = client.shutdown(exec_id)
