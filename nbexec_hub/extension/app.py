@@ -12,11 +12,13 @@ from typing import Any
 
 from jupyter_server._tz import utcnow
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Float, Integer, default
+from tornado.ioloop import IOLoop
+from traitlets import Dict, Float, Integer, Unicode, default
 
 from .handlers import default_handlers
 from .kernels import ServerKernels
 from .manager import ExecutionManager
+from .pool import WarmKernelPool
 
 
 class ExecutionExtensionApp(ExtensionApp):
@@ -74,16 +76,65 @@ class ExecutionExtensionApp(ExtensionApp):
         help="Seconds between keep-alive comments on an idle Server-Sent Events stream.",
     ).tag(config=True)
 
+    warm_kernels = Dict(
+        key_trait=Unicode(),
+        value_trait=Integer(),
+        default_value=None,
+        allow_none=True,
+        help=(
+            "How many pre-started (warm) kernels to keep per kernel name, e.g. "
+            "{'python3': 2}. None (the default): one for the server's default kernel; "
+            "{} disables the pool. Only Python kernels are pooled; each warm kernel serves "
+            "exactly one execution and is shut down after it."
+        ),
+    ).tag(config=True)
+
+    warm_kernels_max_total = Integer(
+        4,
+        help="At most this many warm kernels in all, whatever warm_kernels asks (memory).",
+    ).tag(config=True)
+
+    warm_kernel_max_idle = Float(
+        3600.0,
+        help=(
+            "Seconds an unused warm kernel may wait. After that it is shut down and the pool "
+            "of its name stays empty until executions come back, so an idle server holds none."
+        ),
+    ).tag(config=True)
+
+    warm_kernel_check_interval = Float(
+        5.0,
+        help="Seconds between checks that replace warm kernels that died while waiting.",
+    ).tag(config=True)
+
+    warm_kernel_start_delay = Float(
+        2.0,
+        help="Seconds after server start before the pool starts its kernels (start-up first).",
+    ).tag(config=True)
+
     manager: ExecutionManager | None = None
+    pool: WarmKernelPool | None = None
     _activity_task: asyncio.Task[Any] | None = None
 
     def initialize_settings(self) -> None:
         """Build the ExecutionManager on the server's own kernel manager."""
         server = self.serverapp
         assert server is not None
+        kernels: ServerKernels | WarmKernelPool = ServerKernels(server.kernel_manager, self.log)
+        sizes = self._python_pool_sizes()
+        if sizes:
+            self.pool = kernels = WarmKernelPool(
+                fresh=kernels,
+                sizes=sizes,
+                max_total=self.warm_kernels_max_total,
+                max_idle=self.warm_kernel_max_idle,
+                check_interval=self.warm_kernel_check_interval,
+                log=self.log,
+            )
+            IOLoop.current().call_later(self.warm_kernel_start_delay, self.pool.start_filling)
         self.manager = ExecutionManager(
             root_dir=server.root_dir,
-            kernels=ServerKernels(server.kernel_manager, self.log),
+            kernels=kernels,
             kernel_spec_manager=server.kernel_spec_manager,
             default_kernel_name=server.kernel_manager.default_kernel_name,
             max_concurrent=self.max_concurrent_executions,
@@ -98,6 +149,29 @@ class ExecutionExtensionApp(ExtensionApp):
             nbexec_max_body_bytes=self.max_body_bytes,
             nbexec_keepalive_seconds=self.keepalive_seconds,
         )
+
+    def _python_pool_sizes(self) -> dict[str, int]:
+        """The pool sizes asked for, keeping only installed Python kernels."""
+        server = self.serverapp
+        assert server is not None
+        asked = self.warm_kernels
+        if asked is None:
+            asked = {server.kernel_manager.default_kernel_name: 1}
+        sizes = {}
+        for name, size in asked.items():
+            if size <= 0:
+                continue
+            try:
+                spec = server.kernel_spec_manager.get_kernel_spec(name)
+            except Exception as exc:
+                self.log.warning("nbexec: no warm kernels for %r: %s", name, exc)
+                continue
+            language = getattr(spec, "language", "")
+            if not isinstance(language, str) or language.lower() != "python":
+                self.log.warning("nbexec: only Python kernels are kept warm, not %r", name)
+                continue
+            sizes[name] = size
+        return sizes
 
     def initialize_handlers(self) -> None:
         """Register the routes (below the server's base URL)."""

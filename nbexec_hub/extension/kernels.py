@@ -36,6 +36,8 @@ class KernelLease:
     kernel_id: str
     manager: Any  # the kernel's own KernelManager, as nbclient wants it
     warm: bool = False
+    #: silent code to run before the first cell (a warm kernel's move to the notebook)
+    prepare: str | None = None
 
 
 class ServerKernels:

@@ -180,6 +180,8 @@ class NotebookRunner:
                 )
                 self._client = client
                 await client.async_start_new_kernel_client()
+                if self._lease.prepare:
+                    await self._prepare(client, self._lease.prepare)
                 return client
             except Exception as exc:
                 last_error = exc
@@ -190,6 +192,18 @@ class NotebookRunner:
                 await self._release_kernel()
         message = f"kernel {self.kernel_name!r} failed to start: {last_error}"
         raise ExecutionFailed(f"error: {message}", message)
+
+    async def _prepare(self, client: NotebookClient, code: str) -> None:
+        """Run a warm kernel's preparation silently; it must succeed."""
+        assert client.kc is not None
+        reply = await client.async_wait_for_reply(
+            client.kc.execute(code, silent=True, store_history=False)
+        )
+        if reply is None or reply["content"].get("status") != "ok":
+            content = (reply or {}).get("content", {})
+            raise RuntimeError(
+                f"preparing the warm kernel failed: {content.get('ename')}: {content.get('evalue')}"
+            )
 
     async def _release_kernel(self) -> None:
         client, self._client = self._client, None

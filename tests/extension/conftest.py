@@ -33,6 +33,7 @@ def jp_server_config():
             "max_concurrent_executions": 4,
             "keepalive_seconds": 0.5,
             "activity_interval": 0.2,
+            "warm_kernels": {},  # fresh kernels; test_ext_pool.py turns the pool on
         },
     }
 

@@ -1,0 +1,267 @@
+"""Warm kernels: a small pool of pre-started kernels, each serving exactly one execution.
+
+Pooled kernels live in a kernel manager of their own (same class and configuration as
+the server's), so that while they wait they neither show in the user's running-kernels
+list nor count as activity for the idle culler. A kernel taken from the pool is shut down
+after its execution exactly like a fresh one, and before its first cell it is moved to
+the notebook's folder, so it is in the state a fresh kernel would have. Only Python
+kernels are pooled (that move is Python code); other kernels always start fresh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from jupyter_core.utils import ensure_async
+
+from .kernels import KernelLease, ServerKernels
+
+
+@dataclass
+class _Pooled:
+    kernel_id: str
+    started: float = field(default_factory=time.monotonic)
+    #: the server's environment when the kernel was started (the kernel inherited it)
+    environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+
+
+def prepare_source(
+    folder: str, pool_cwd: str, set_env: dict[str, str], unset_env: list[str]
+) -> str:
+    """Silent code bringing a pooled kernel to a fresh kernel's state, leaving no name.
+
+    The working directory becomes the notebook's folder (with ``sys.path`` entries and
+    IPython's ``_dh`` to match) and the environment catches up with the server's.
+    """
+    return (
+        "def __nbexec_prepare(folder, old, set_env, unset_env):\n"
+        "    import os, sys, pathlib\n"
+        "    os.chdir(folder)\n"
+        "    sys.path[:] = [folder if p == old else p for p in sys.path]\n"
+        "    os.environ.update(set_env)\n"
+        "    for name in unset_env:\n"
+        "        os.environ.pop(name, None)\n"
+        "    dh = globals().get('_dh')\n"
+        "    if isinstance(dh, list):\n"
+        "        dh[:] = [pathlib.Path(folder)]\n"
+        f"__nbexec_prepare({folder!r}, {pool_cwd!r}, {set_env!r}, {unset_env!r})\n"
+        "del __nbexec_prepare\n"
+    )
+
+
+class WarmKernelPool:
+    """Pre-started kernels per kernel name, with fresh kernels as the fallback."""
+
+    def __init__(
+        self,
+        *,
+        fresh: ServerKernels,
+        sizes: dict[str, int],
+        max_total: int,
+        max_idle: float,
+        check_interval: float,
+        log: logging.Logger,
+    ) -> None:
+        self.fresh = fresh
+        server_mkm = fresh.mkm
+        # same class and configuration as the server's manager, but a table of its own
+        self.mkm = type(server_mkm)(
+            parent=server_mkm.parent,
+            log=log,
+            kernel_spec_manager=server_mkm.kernel_spec_manager,
+            root_dir=server_mkm.root_dir,
+        )
+        self.root_dir = server_mkm.root_dir
+        self.sizes = self._capped(sizes, max_total)
+        self.max_idle = max_idle
+        self.check_interval = check_interval
+        self.log = log
+        self._ready: dict[str, deque[_Pooled]] = {name: deque() for name in self.sizes}
+        self._filling: dict[str, int] = dict.fromkeys(self.sizes, 0)
+        #: names whose kernels expired unused: refilled only once executions come back
+        self._cold: set[str] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._watcher: asyncio.Task[None] | None = None
+        self._closed = False
+        self._changed = asyncio.Event()
+
+    @staticmethod
+    def _capped(sizes: dict[str, int], max_total: int) -> dict[str, int]:
+        capped, room = {}, max(0, max_total)
+        for name, size in sizes.items():
+            take = min(max(0, int(size)), room)
+            if take:
+                capped[name] = take
+                room -= take
+        return capped
+
+    # -- life cycle --------------------------------------------------------------------------
+
+    def start_filling(self) -> None:
+        """Begin filling in the background (never waits for a kernel)."""
+        if self._closed:
+            return
+        for name in self.sizes:
+            self._fill(name)
+        if self._watcher is None:
+            self._watcher = asyncio.ensure_future(self._watch())
+
+    async def close(self) -> None:
+        """Shut every pooled kernel down; no more refills."""
+        self._closed = True
+        if self._watcher is not None:
+            self._watcher.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for queue in self._ready.values():
+            queue.clear()
+        for kernel_id in list(self.mkm.list_kernel_ids()):
+            await self._shutdown(kernel_id)
+
+    def ready_count(self, kernel_name: str) -> int:
+        """How many kernels of this name wait in the pool."""
+        return len(self._ready.get(kernel_name, ()))
+
+    async def wait_ready(self, kernel_name: str, count: int = 1, timeout: float = 60) -> None:
+        """Wait until ``count`` kernels of this name are ready (for tests and benchmarks)."""
+
+        async def _wait() -> None:
+            while self.ready_count(kernel_name) < count:
+                changed = self._changed
+                await changed.wait()
+
+        await asyncio.wait_for(_wait(), timeout)
+
+    def _notify(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    # -- filling -----------------------------------------------------------------------------
+
+    def _fill(self, kernel_name: str) -> None:
+        """Start as many kernels as the pool of this name lacks."""
+        if self._closed or kernel_name in self._cold:
+            return
+        ready, filling = len(self._ready[kernel_name]), self._filling[kernel_name]
+        missing = self.sizes[kernel_name] - ready - filling
+        for _ in range(max(0, missing)):
+            self._filling[kernel_name] += 1
+            task = asyncio.ensure_future(self._start_one(kernel_name))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _start_one(self, kernel_name: str) -> None:
+        kernel_id = None
+        environ = dict(os.environ)
+        try:
+            kernel_id = await ensure_async(
+                self.mkm.start_kernel(kernel_name=kernel_name, path="")
+            )
+            client = self.mkm.get_kernel(kernel_id).client()
+            client.start_channels()
+            try:
+                await client.wait_for_ready(timeout=60)
+            finally:
+                client.stop_channels()
+        except asyncio.CancelledError:
+            if kernel_id is not None:
+                await self._shutdown(kernel_id)
+            raise
+        except Exception as exc:
+            self.log.warning("nbexec: warm %s kernel failed to start: %s", kernel_name, exc)
+            if kernel_id is not None:
+                await self._shutdown(kernel_id)
+            self._filling[kernel_name] -= 1
+            await asyncio.sleep(self.check_interval)  # do not spin on a broken kernelspec
+            self._fill(kernel_name)
+            return
+        self._filling[kernel_name] -= 1
+        if self._closed:
+            await self._shutdown(kernel_id)
+            return
+        self._ready[kernel_name].append(_Pooled(kernel_id, environ=environ))
+        self._notify()
+
+    async def _watch(self) -> None:
+        """Replace pooled kernels that died; let those unused for too long go."""
+        while not self._closed:
+            await asyncio.sleep(self.check_interval)
+            for name, queue in self._ready.items():
+                for pooled in list(queue):
+                    expired = time.monotonic() - pooled.started > self.max_idle
+                    alive = await self._is_alive(pooled.kernel_id)
+                    if expired or not alive:
+                        if pooled in queue:
+                            queue.remove(pooled)
+                        await self._shutdown(pooled.kernel_id)
+                        if expired:
+                            self.log.info("nbexec: warm %s kernel unused for long, shut down", name)
+                            self._cold.add(name)
+                        else:
+                            self.log.warning("nbexec: warm %s kernel died, replacing it", name)
+                        self._notify()
+                self._fill(name)
+
+    async def _is_alive(self, kernel_id: str) -> bool:
+        if kernel_id not in self.mkm:
+            return False
+        try:
+            return bool(await ensure_async(self.mkm.get_kernel(kernel_id).is_alive()))
+        except Exception:
+            return False
+
+    async def _shutdown(self, kernel_id: str) -> None:
+        if kernel_id not in self.mkm:
+            return
+        try:
+            await ensure_async(self.mkm.shutdown_kernel(kernel_id, now=True))
+        except Exception as exc:
+            self.log.warning("nbexec: shutting warm kernel %s down failed: %s", kernel_id, exc)
+            if kernel_id in self.mkm:
+                self.mkm.remove_kernel(kernel_id)
+
+    # -- the kernel source interface of the runner -------------------------------------------
+
+    async def start(self, kernel_name: str, notebook_api_path: str) -> KernelLease:
+        """A warm kernel when one is ready (and alive), else a fresh one."""
+        queue = self._ready.get(kernel_name)
+        if queue is not None and not self._closed:
+            self._cold.discard(kernel_name)
+            while queue:
+                pooled = queue.popleft()
+                if await self._is_alive(pooled.kernel_id):
+                    self._fill(kernel_name)
+                    self._notify()
+                    return self._lease(pooled, notebook_api_path)
+                await self._shutdown(pooled.kernel_id)
+            self._fill(kernel_name)
+        return await self.fresh.start(kernel_name, notebook_api_path)
+
+    def _lease(self, pooled: _Pooled, notebook_api_path: str) -> KernelLease:
+        km = self.mkm.get_kernel(pooled.kernel_id)
+        # variables the kernelspec sets itself are not the server's to change
+        own = set((getattr(km.kernel_spec, "env", None) or {}).keys())
+        now = os.environ
+        set_env = {k: v for k, v in now.items() if pooled.environ.get(k) != v and k not in own}
+        unset_env = [k for k in pooled.environ if k not in now and k not in own]
+        folder = self.fresh.mkm.cwd_for_path(notebook_api_path)
+        return KernelLease(
+            pooled.kernel_id,
+            km,
+            warm=True,
+            prepare=prepare_source(folder, self.root_dir, set_env, unset_env),
+        )
+
+    async def discard(self, kernel_id: str) -> None:
+        """Shut a kernel down after its one execution, wherever it came from."""
+        if kernel_id in self.mkm:
+            await self._shutdown(kernel_id)
+        else:
+            await self.fresh.discard(kernel_id)
