@@ -72,7 +72,7 @@ def running_hub(users: int = 1) -> Iterator[Hub]:
         root,
         extra_config=(
             f"c.Authenticator.allowed_users |= {set(names)!r}\n"
-            'c.JupyterHub.log_level = "WARNING"\n'
+            'c.JupyterHub.log_level = "WARN"\n'
         ),
     )
     try:

@@ -34,7 +34,7 @@ def main() -> int:
     only = [n for n in os.environ.get("BENCH_ONLY", "").split(",") if n]
     chosen = {name: mod for name, mod in BENCHMARKS.items() if not only or name in only}
     mode = "quick" if common.quick() else "full"
-    print(f"# nbexec-hub benchmarks ({mode} mode)\n\nMachine: {common.machine()}")
+    print(f"# nbexec-hub benchmarks ({mode} mode)\n\nMachine: {common.machine()}", flush=True)
     rows: list[common.Row] = []
     failed: list[str] = []
     started = time.perf_counter()
@@ -52,8 +52,11 @@ def main() -> int:
             rows.extend(got)
             if any(r.values.get("failures") or r.values.get("failed") for r in got):
                 failed.append(name)
-    print(f"\n# All results ({time.perf_counter() - started:.0f} s in all)\n")
-    print(common.format_table(rows))
+    print(f"\n# All results ({time.perf_counter() - started:.0f} s in all)")
+    for name in chosen:
+        mine = [r for r in rows if r.bench == name]
+        if mine:
+            print("\n" + common.format_table(mine))
     if failed:
         print(f"\nFAILED: {', '.join(failed)}", file=sys.stderr)
         return 1
