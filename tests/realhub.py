@@ -5,7 +5,8 @@ configurable-http-proxy from ``node_modules/.bin``, the admin config from
 ``hub_config/jupyterhub_config.py`` (so the ``nbexec`` service is managed by the hub and
 single-user servers load the Execution API extension), a local-process spawner
 (``--allow-root`` when root, one home/notebook folder per user) and the users
-``alice``, ``bob`` (plain users) and ``admin`` (a hub admin).
+``alice``, ``bob`` (plain users) and ``admin`` (a hub admin). A named server called
+``broken`` always fails to start (for tests of spawn failures).
 
 Fixtures
 --------
@@ -146,6 +147,11 @@ c.JupyterHub.load_roles.append({{
                "access:services", "shares"],
     "services": ["test-admin"],
 }})
+def _fail_on_purpose(spawner):
+    # a named server called "broken" never starts: tests of spawn failures use it
+    if spawner.name == "broken":
+        raise RuntimeError("this server fails to start on purpose")
+c.Spawner.pre_spawn_hook = _fail_on_purpose
 c.JupyterHub.log_level = "DEBUG" if {bool(os.environ.get("REALHUB_DEBUG"))!r} else "INFO"
 {self.extra_config}
 """

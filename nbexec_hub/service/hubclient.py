@@ -192,12 +192,19 @@ class HubClient:
     async def start_server(self, user: str, server_name: str = "") -> None:
         """Ask the hub to start a server; starting one that already runs is fine."""
         self.forget(user, server_name)
-        code, data = await self._request("POST", server_path(user, server_name), ok=(400,))
+        code, data = await self._request(
+            "POST", server_path(user, server_name), ok=(400, 500, 502, 503)
+        )
+        message = (data or {}).get("message", "") if isinstance(data, dict) else ""
         if code == 400:
-            message = (data or {}).get("message", "") if isinstance(data, dict) else ""
             if "already" in message.lower() or "pending" in message.lower():
                 return
             raise errors.BadRequest(f"The hub refused to start the server: {message}")
+        if code >= 500:
+            raise errors.UpstreamError(
+                f"The server {user}/{server_name} failed to start: {message or code}",
+                state="stopped",
+            )
         log.info("Asked the hub to start %s/%s", user, server_name)
 
     async def wait_ready(

@@ -118,6 +118,12 @@ def test_wait_runs_out_is_504(realhub: RealHub, alice: Service, alice_stopped: N
     realhub.wait_ready("alice")
 
 
+def test_spawn_failure_is_502(alice: Service) -> None:
+    r = alice.get(executions_path("alice", "broken") + "?start=1&wait=30")
+    assert r.status_code == 502, r.text
+    assert "start" in r.json()["message"]
+
+
 def test_pending_without_wait_is_409(realhub: RealHub, alice: Service, alice_stopped: None) -> None:
     realhub.start_server("alice", wait=False)
     r = alice.get(EXECS)
