@@ -66,7 +66,9 @@ def start_run(page, path: str, params: dict[str, str] | None = None) -> None:
 
 def test_start_server_run_parameterized_and_open_output(realhub, browser_user):
     realhub.stop_server("alice")
-    realhub.put_notebook("alice", "demo/parameters_demo.ipynb", EXAMPLES / "parameters_demo.ipynb")
+    realhub.put_notebook(
+        "alice", "page-demo/parameters_demo.ipynb", EXAMPLES / "parameters_demo.ipynb"
+    )
     alice = browser_user("alice")
     page = alice.open_service_page()
 
@@ -85,7 +87,7 @@ def test_start_server_run_parameterized_and_open_output(realhub, browser_user):
     # the spawn progress relay drove the bar to its end before the card turned ready
     assert page.locator("#nbexec-server-progress").get_attribute("aria-valuenow") == "100"
 
-    choose_notebook(page, "demo/parameters_demo.ipynb")
+    choose_notebook(page, "page-demo/parameters_demo.ipynb")
     # declared parameters become typed inputs showing their defaults
     assert page.locator("#nbexec-param-rows").get_attribute("type") == "number"
     assert page.locator("#nbexec-param-rows").input_value() == "5"
@@ -102,7 +104,7 @@ def test_start_server_run_parameterized_and_open_output(realhub, browser_user):
     page.fill("#nbexec-param-name", "browser")
     page.select_option("#nbexec-param-shout", "true")
     page.click("#nbexec-run-submit")
-    card = live_card(page, "demo/parameters_demo.ipynb")
+    card = live_card(page, "page-demo/parameters_demo.ipynb")
     card.locator(".badge", has_text="completed").wait_for()
     bar = card.locator(".progress")
     assert bar.get_attribute("aria-valuenow") == "100"
@@ -120,7 +122,7 @@ def test_start_server_run_parameterized_and_open_output(realhub, browser_user):
     assert "rows=3" in params_text and "name=browser" in params_text and "shout=true" in params_text
     link = row.locator("a.nbexec-output-link")
     output_path = link.inner_text()
-    assert output_path == "demo/parameters_demo-Executed1.ipynb"
+    assert output_path == "page-demo/parameters_demo-Executed1.ipynb"
     assert link.get_attribute("href") == f"/user/alice/lab/tree/{output_path}"
     written = nbformat.read(realhub.home("alice") / output_path, as_version=4)
     injected = [c for c in written.cells if "injected-parameters" in c.metadata.get("tags", [])]
@@ -245,7 +247,7 @@ def test_reload_and_second_tab_keep_following(realhub, alice_server, browser_use
 
 
 def test_named_server_from_the_page(realhub, browser_user):
-    realhub.put_notebook("alice", "named.ipynb", tiny_notebook("print('named', x)"))
+    realhub.put_notebook("alice", "page-named.ipynb", tiny_notebook("print('named', x)"))
     alice = browser_user("alice")
     page = alice.open_service_page(query="?server=second")
     assert page.locator("#nbexec-server-title").inner_text() == "Server of alice (second)"
@@ -254,11 +256,12 @@ def test_named_server_from_the_page(realhub, browser_user):
         page.click("#nbexec-server-start")
         page.locator("#nbexec-server-state", has_text="ready").wait_for(timeout=90_000)
         assert page.locator("#nbexec-server-open").get_attribute("href") == "/user/alice/second/"
-        start_run(page, "named.ipynb", {"x": "42"})
-        card = live_card(page, "named.ipynb")
+        start_run(page, "page-named.ipynb", {"x": "42"})
+        card = live_card(page, "page-named.ipynb")
         card.locator(".badge", has_text="completed").wait_for()
         assert "named 42" in card.locator(".nbexec-cells").inner_text()
         link = page.locator("tr.nbexec-execution a.nbexec-output-link").first
-        assert link.get_attribute("href") == "/user/alice/second/lab/tree/named-Executed1.ipynb"
+        href = "/user/alice/second/lab/tree/page-named-Executed1.ipynb"
+        assert link.get_attribute("href") == href
     finally:
         realhub.stop_server("alice", "second")
