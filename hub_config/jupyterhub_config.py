@@ -95,6 +95,13 @@ c.JupyterHub.load_roles = [
     # {"name": "nbexec-users", "scopes": ["access:services!service=nbexec"],
     #  "groups": ["data-team"]},
 ]
+# Inside a user's server, JUPYTERHUB_API_TOKEN carries only the hub's default server
+# scopes; adding the service lets `nbexec run …` in a terminal of that server just work.
+c.Spawner.server_token_scopes = [
+    "users:activity!user",
+    "access:servers!server",
+    "access:services!service=nbexec",
+]
 # Admins already hold access:services and access:servers, so they may run notebooks on
 # anyone's server. A token created with only "access:servers!user=alice" and
 # "access:services!service=nbexec" may run notebooks on alice's servers and nothing else.
