@@ -2,12 +2,15 @@
 
 papermill's CLI, ``jupyter execute``, nbclient in-process, the Execution API straight on a
 Jupyter server (chunked POST until the final event), and the same through the hub service
-behind configurable-http-proxy. Prints median and p90 and each median's ratio to papermill's.
+behind configurable-http-proxy; the last two with the extension's warm kernel pool (the
+default) and without it (cold). Prints median and p90, each one's speed-up over papermill's
+median, and how many runs got a warm kernel.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -27,49 +30,64 @@ import hubenv  # noqa: E402
 NAME = "execute"
 
 
-def time_runs(n: int, once: Callable[[int], None], warmup: int = 1) -> list[float]:
-    """Wall times of ``n`` calls of ``once(i)``, after ``warmup`` untimed calls."""
-    for i in range(warmup):
-        once(-1 - i)
-    times = []
-    for i in range(n):
-        start = time.perf_counter()
-        once(i)
-        times.append(time.perf_counter() - start)
-    return times
+#: untimed pause between runs, so a warm kernel pool has refilled (as between real requests)
+PAUSE = float(os.environ.get("BENCH_PAUSE", "1.5"))
 
 
-def run_papermill(folder: Path, nb: Path) -> Callable[[int], None]:
-    def once(i: int) -> None:
+class Case:
+    """One way of running the notebook: a callable per run, and warm-kernel hits seen."""
+
+    def __init__(self, once: Callable[[], dict | None]) -> None:
+        self.once = once
+        self.warm_hits = 0
+        self.remote = False
+
+    def run(self, n: int) -> list[float]:
+        """Wall times of ``n`` runs, after one untimed warm-up run."""
+        self.once()
+        times = []
+        for _ in range(n):
+            time.sleep(PAUSE)
+            start = time.perf_counter()
+            final = self.once()
+            times.append(time.perf_counter() - start)
+            if final is not None:
+                self.remote = True
+                self.warm_hits += bool(final["execution"].get("warm_kernel"))
+        return times
+
+
+def papermill(folder: Path, nb: Path) -> Case:
+    def once() -> None:
         subprocess.run(
             [str(common.BIN / "papermill"), "--log-level", "WARNING", "--no-progress-bar",
              str(nb), str(folder / "out-papermill.ipynb")],
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-    return once
+    return Case(once)
 
 
-def run_jupyter_execute(folder: Path, nb: Path) -> Callable[[int], None]:
-    def once(i: int) -> None:
+def jupyter_execute(folder: Path, nb: Path) -> Case:
+    def once() -> None:
         subprocess.run(
             [str(common.BIN / "jupyter-execute"), str(nb), "--output=out-jupyter-execute"],
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=folder,
         )
-    return once
+    return Case(once)
 
 
-def run_nbclient(folder: Path, nb: Path) -> Callable[[int], None]:
+def nbclient_in_process(folder: Path, nb: Path) -> Case:
     from nbclient import NotebookClient
 
-    def once(i: int) -> None:
+    def once() -> None:
         notebook = nbformat.read(str(nb), as_version=4)
         NotebookClient(notebook, resources={"metadata": {"path": str(folder)}}).execute()
         nbformat.write(notebook, str(folder / "out-nbclient.ipynb"))
-    return once
+    return Case(once)
 
 
 def post_chunked(url: str, headers: dict[str, str], data: dict[str, str]) -> dict:
-    """POST an execution with the chunked header and read events until the final one."""
+    """POST an execution with the chunked header, read events until the final one; it."""
     headers = {**headers, "X-Response-Encoding": "chunked"}
     with requests.post(url, data=data, headers=headers, stream=True, timeout=120) as resp:
         if resp.status_code != 202:
@@ -83,51 +101,52 @@ def post_chunked(url: str, headers: dict[str, str], data: dict[str, str]) -> dic
         return last
 
 
-def run_extension(base_url: str, headers: dict[str, str], notebook: str) -> Callable[[int], None]:
-    def once(i: int) -> None:
-        post_chunked(
-            f"{base_url}/api/executions", headers,
-            {"notebook": notebook, "output_path": "out-extension.ipynb", "overwrite": "true"},
-        )
-    return once
-
-
-def run_service(hub: hubenv.Hub, user: hubenv.HubUser, notebook: str) -> Callable[[int], None]:
-    url = f"{hub.url}/services/nbexec/api/users/{user.name}/executions"
-
-    def once(i: int) -> None:
-        post_chunked(
-            url, user.headers,
-            {"notebook": notebook, "output_path": "out-service.ipynb", "overwrite": "true"},
-        )
-    return once
+def execution_api(url: str, headers: dict[str, str], notebook: str, output: str) -> Case:
+    """Runs through an Execution API at ``url`` (…/executions), straight or via the service."""
+    data = {"notebook": notebook, "output_path": output, "overwrite": "true"}
+    return Case(lambda: post_chunked(url, headers, data))
 
 
 def main(hub: hubenv.Hub | None = None) -> list[common.Row]:
     n = common.runs(20, 3)
-    rows: list[common.Row] = []
+    cases: dict[str, Case] = {}
+    timings: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-execute-") as tmp:
         folder = Path(tmp) / "root"
         nb = common.write_notebook(common.trivial_notebook(10), folder / "trivial.ipynb")
-        timings: dict[str, list[float]] = {}
-        timings["papermill CLI"] = time_runs(n, run_papermill(folder, nb))
-        timings["jupyter execute"] = time_runs(n, run_jupyter_execute(folder, nb))
-        timings["nbclient in-process"] = time_runs(n, run_nbclient(folder, nb))
-        with common.jupyter_server(folder) as server:
-            timings["extension, chunked POST"] = time_runs(
-                n, run_extension(server.url, server.headers, "trivial.ipynb")
-            )
+        cases["papermill CLI"] = papermill(folder, nb)
+        cases["jupyter execute"] = jupyter_execute(folder, nb)
+        cases["nbclient in-process"] = nbclient_in_process(folder, nb)
+        for name, case in cases.items():
+            timings[name] = case.run(n)
+        for label, args in (("warm", ()), ("cold", ("--ExecutionExtensionApp.warm_kernels={}",))):
+            with common.jupyter_server(folder, *args) as server:
+                name = f"extension direct, {label}"
+                cases[name] = execution_api(
+                    f"{server.url}/api/executions", server.headers, "trivial.ipynb", "out.ipynb"
+                )
+                time.sleep(3)  # the pool starts its kernels shortly after the server
+                timings[name] = cases[name].run(n)
         with hubenv.maybe_hub(hub, users=1) as running:
             user = running.users[0]
             running.put_notebook(user, "trivial.ipynb", common.trivial_notebook(10))
-            timings["hub service via CHP"] = time_runs(
-                n, run_service(running, user, "trivial.ipynb")
-            )
+            running.real.start_server(user.name, hubenv.COLD_SERVER)
+            base = f"{running.url}/services/nbexec/api/users/{user.name}"
+            for label, path in (("warm", ""), ("cold", f"/servers/{hubenv.COLD_SERVER}")):
+                name = f"hub service via CHP, {label}"
+                cases[name] = execution_api(
+                    f"{base}{path}/executions", user.headers, "trivial.ipynb", f"out-{label}.ipynb"
+                )
+                timings[name] = cases[name].run(n)
+            running.real.stop_server(user.name, hubenv.COLD_SERVER, wait=False)
     ref = statistics.median(timings["papermill CLI"])
-    for case, seconds in timings.items():
-        row = common.Row.timings(NAME, case, seconds)
+    rows = []
+    for name, seconds in timings.items():
+        row = common.Row.timings(NAME, name, seconds)
         row.values.pop("p99_s")
-        row.values["x_papermill"] = row.values["median_s"] / ref
+        row.values["speedup_vs_papermill"] = ref / row.values["median_s"]
+        if cases[name].remote:
+            row.values["warm_kernel_runs"] = f"{cases[name].warm_hits}/{len(seconds)}"
         rows.append(row)
     return rows
 

@@ -202,19 +202,21 @@ class JupyterServer:
 
 
 @contextlib.contextmanager
-def jupyter_server(root: Path) -> Iterator[JupyterServer]:
+def jupyter_server(root: Path, *args: str) -> Iterator[JupyterServer]:
     """Start ``jupyter server`` on a free port serving ``root``; stop it afterwards."""
     port = free_port()
     token = secrets.token_hex(16)
     log = open(root.parent / f"jupyter-server-{port}.log", "wb")  # noqa: SIM115
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTERHUB_")}
+    env["JUPYTER_RUNTIME_DIR"] = str(root.parent / f"runtime-{port}")
     proc = subprocess.Popen(
         [
             PYTHON, "-m", "jupyter_server", "--no-browser", "--allow-root",
             f"--ServerApp.port={port}", "--ServerApp.ip=127.0.0.1",
             f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-            "--ServerApp.port_retries=0",
+            "--ServerApp.port_retries=0", *args,
         ],
-        stdout=log, stderr=subprocess.STDOUT, cwd=root,
+        stdout=log, stderr=subprocess.STDOUT, cwd=root, env=env,
     )
     server = JupyterServer(f"http://127.0.0.1:{port}", token, root, proc)
     try:

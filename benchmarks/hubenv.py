@@ -25,6 +25,17 @@ sys.path.insert(0, str(common.REPO / "tests"))
 
 from realhub import RealHub  # noqa: E402
 
+#: a named server "cold" runs without the extension's warm kernel pool (for comparisons)
+COLD_SERVER = "cold"
+COLD_SERVER_HOOK = f"""
+_nbexec_bench_previous_hook = c.Spawner.pre_spawn_hook
+def _nbexec_bench_cold(spawner):
+    _nbexec_bench_previous_hook(spawner)
+    if spawner.name == {COLD_SERVER!r}:
+        spawner.args = [*spawner.args, "--ExecutionExtensionApp.warm_kernels={{}}"]
+c.Spawner.pre_spawn_hook = _nbexec_bench_cold
+"""
+
 
 @dataclass
 class HubUser:
@@ -73,6 +84,7 @@ def running_hub(users: int = 1) -> Iterator[Hub]:
         extra_config=(
             f"c.Authenticator.allowed_users |= {set(names)!r}\n"
             'c.JupyterHub.log_level = "WARN"\n'
+            + COLD_SERVER_HOOK
         ),
     )
     try:
