@@ -22,7 +22,7 @@ import sys
 from typing import Any
 from urllib.parse import urlparse, urlunparse
 
-from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler
+from jupyterhub.services.auth import HubOAuth
 from jupyterhub.utils import url_path_join
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient
@@ -34,7 +34,7 @@ from traitlets.config import Application
 from .. import __version__
 from . import page
 from .forward import Forwarder
-from .handlers import default_handlers
+from .handlers import OAuthCallbackHandler, default_handlers
 from .hubclient import HubClient
 from .streaming import StreamingHTTPClient
 
@@ -53,20 +53,6 @@ def proxy_url_from_env(env: dict[str, str] | os._Environ[str]) -> str:
     if public_hub:
         return urlunparse(urlparse(public_hub)._replace(path="", params="", query="", fragment=""))
     return env.get("JUPYTERHUB_HOST", "")
-
-
-class OAuthCallbackHandler(HubOAuthCallbackHandler):
-    """The OAuth callback with the settings' `HubOAuth`, which holds the login states
-    (PKCE verifiers) that the page's redirect to login stored; the base class would use
-    a separate `HubOAuth.instance()` and fail with "Code verifier required"."""
-
-    @property
-    def hub_auth(self) -> HubOAuth:  # type: ignore[override]
-        return self.settings["hub_auth"]
-
-    @hub_auth.setter
-    def hub_auth(self, value: HubOAuth) -> None:  # pragma: no cover - settings hold it
-        pass
 
 
 class NbexecService(Application):

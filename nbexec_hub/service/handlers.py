@@ -13,8 +13,10 @@ import json
 from typing import Any
 from urllib.parse import quote
 
+# the hub's own rule for which cookie requests need XSRF (private, but the one HubOAuth
+# applies itself): used only to tell "XSRF missing" (403) from "not logged in" (401)
 from jupyterhub._xsrf_utils import _needs_check_xsrf
-from jupyterhub.services.auth import HubOAuth, HubOAuthenticated
+from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
 from tornado import web
 
 from .. import __version__, errors, sse
@@ -112,6 +114,26 @@ class ServiceHandler(JSONErrorMixin, HubOAuthenticated, web.RequestHandler):
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.finish(json.dumps(model))
+
+
+class OAuthCallbackHandler(HubOAuthCallbackHandler):
+    """`GET /oauth_callback`: the hub's OAuth callback, with the service's `HubOAuth`.
+
+    That object holds the login states (PKCE verifiers) stored when a page redirected to
+    login; the stock handler would look them up in a separate `HubOAuth.instance()`.
+    """
+
+    @property
+    def hub_auth(self) -> HubOAuth:  # type: ignore[override]
+        return self.settings["hub_auth"]
+
+    @hub_auth.setter
+    def hub_auth(self, value: HubOAuth) -> None:  # pragma: no cover - settings hold it
+        pass
+
+    async def prepare(self) -> None:
+        # resolved here so that the callback's `current_user` never blocks the event loop
+        self._hub_auth_user_cache = await self.hub_auth.get_user(self, sync=False)
 
 
 class HealthHandler(ServiceHandler):
