@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 from collections import deque
+from functools import partial
 from typing import Any, Callable
 
 import nbformat
@@ -113,6 +114,8 @@ class ExecutionManager:
         self.executions: dict[str, Execution] = {}
         self.reservations = OutputReservations()
         self._background: set[asyncio.Task[Any]] = set()
+        #: executions whose task has not ended, deleted ones included
+        self._live: dict[str, Execution] = {}
 
     # -- queries -----------------------------------------------------------------------------
 
@@ -243,17 +246,17 @@ class ExecutionManager:
             start_attempts=self.kernel_start_attempts,
             startup_timeout=self.kernel_startup_timeout,
             log=self.log,
+            release_output=partial(self._release_output, out_os_path),
         )
-        ex.task = asyncio.create_task(self._drive(runner, have_slot, out_os_path))
+        ex.task = asyncio.create_task(runner.run(self.limiter, have_slot))
+        self._live[ex.exec_id] = ex
+        ex.task.add_done_callback(lambda _: self._live.pop(ex.exec_id, None))
         if self.on_run is not None:
             self.on_run()
         return ex
 
-    async def _drive(self, runner: NotebookRunner, have_slot: bool, out_os_path: str) -> None:
-        try:
-            await runner.run(self.limiter, have_slot)
-        finally:
-            self.reservations.release(out_os_path, written=runner.wrote_output)
+    def _release_output(self, out_os_path: str, written: bool) -> None:
+        self.reservations.release(out_os_path, written=written)
 
     # -- stopping ----------------------------------------------------------------------------
 
@@ -273,6 +276,12 @@ class ExecutionManager:
             if ex.task is not None and ex.cancellable:
                 ex.task.cancel()
         await ex.finished.wait()
+
+    async def _stop_and_settle(self, ex: Execution, reason: str) -> None:
+        """Stop, then wait until its kernel is released too."""
+        await self._stop(ex, reason)
+        if ex.task is not None:
+            await asyncio.shield(ex.task)
 
     async def _finish_or_not(self, coro: Any, wait: bool) -> None:
         if wait:
@@ -301,11 +310,13 @@ class ExecutionManager:
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Server shutdown: stop every running execution, each writing its output."""
-        running = [ex for ex in self.executions.values() if not ex.is_done]
+        # also deleted ones, and those ended whose kernel is still being released
+        running = list(self._live.values())
         if running:
             self.log.info("nbexec: stopping %d running executions", len(running))
         stops = [
-            asyncio.ensure_future(self._stop(ex, "the server is shutting down")) for ex in running
+            asyncio.ensure_future(self._stop_and_settle(ex, "the server is shutting down"))
+            for ex in running
         ]
         if stops:
             done, pending = await asyncio.wait(stops, timeout=timeout)

@@ -13,9 +13,11 @@ import logging
 import os
 import uuid
 from datetime import datetime, timezone
-from typing import Any
+from queue import Empty
+from typing import Any, Callable
 
 import nbformat
+from jupyter_core.utils import ensure_async
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
@@ -92,8 +94,11 @@ class NotebookRunner:
         start_attempts: int,
         startup_timeout: float,
         log: logging.Logger,
+        release_output: Callable[[bool], None] | None = None,
     ) -> None:
         self.execution = execution
+        #: frees the output name's reservation (told whether the file was written)
+        self.release_output = release_output
         self.nb = nb
         self.kernels = kernels
         self.kernel_name = kernel_name
@@ -141,14 +146,17 @@ class NotebookRunner:
             ex.cancellable = False
             if holding:
                 slot.release()
-            await self._release_kernel()
             if self.cell_started or error is None:
                 write_error = await self._write_output()
                 if write_error and error is None:
                     status, error = f"error: {write_error}", write_error
             else:
                 ex.output_path = None  # it failed to start: no output (A.1)
+            if self.release_output is not None:
+                self.release_output(self.wrote_output)
             ex.finish(status, error=error)
+            # after the final event: reaping a kernel process takes a tenth of a second
+            await self._release_kernel()
 
     def _stopped(self) -> tuple[str, str]:
         reason = self.execution.stop_reason or "execution cancelled"
@@ -179,7 +187,10 @@ class NotebookRunner:
                     log=self.log,
                 )
                 self._client = client
-                await client.async_start_new_kernel_client()
+                if self._lease.warm:
+                    await self._connect(client)
+                else:
+                    await client.async_start_new_kernel_client()
                 if self._lease.prepare:
                     await self._prepare(client, self._lease.prepare)
                 return client
@@ -192,6 +203,50 @@ class NotebookRunner:
                 await self._release_kernel()
         message = f"kernel {self.kernel_name!r} failed to start: {last_error}"
         raise ExecutionFailed(f"error: {message}", message)
+
+    async def _connect(self, client: NotebookClient) -> None:
+        """Connect to a kernel known to be ready (a warm one), without a fixed wait.
+
+        ``wait_for_ready`` drains IOPub for a fifth of a second; here a kernel_info round
+        trip that is also seen on IOPub proves both channels are connected.
+        """
+        assert client.km is not None
+        kc = client.kc = client.km.client()
+        kc.start_channels()
+        kc.allow_stdin = False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.startup_timeout
+        while loop.time() < deadline:
+            if not await ensure_async(client.km.is_alive()):
+                raise RuntimeError("the warm kernel died before replying to kernel_info")
+            msg_id = kc.kernel_info()
+            try:
+                reply = await kc.get_shell_msg(timeout=min(5.0, self.startup_timeout))
+            except Empty:
+                continue
+            if reply["parent_header"].get("msg_id") != msg_id:
+                continue
+            if await self._iopub_idle(kc, msg_id, 0.5):
+                return
+        raise RuntimeError("the warm kernel did not answer kernel_info in time")
+
+    @staticmethod
+    async def _iopub_idle(kc: Any, msg_id: str, timeout: float) -> bool:
+        """Whether IOPub reports the request idle within ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (left := deadline - loop.time()) > 0:
+            try:
+                msg = await kc.get_iopub_msg(timeout=left)
+            except Empty:
+                return False
+            if (
+                msg["parent_header"].get("msg_id") == msg_id
+                and msg["msg_type"] == "status"
+                and msg["content"].get("execution_state") == "idle"
+            ):
+                return True
+        return False
 
     async def _prepare(self, client: NotebookClient, code: str) -> None:
         """Run a warm kernel's preparation silently; it must succeed."""

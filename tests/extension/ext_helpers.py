@@ -26,7 +26,16 @@ async def wait_for_event(execution, name: str, predicate=lambda event: True, tim
 async def wait_done(execution, timeout=60.0):
     """Wait for the final event of an execution."""
     await asyncio.wait_for(execution.finished.wait(), timeout)
+    if execution.task is not None:  # its kernel is released just after the final event
+        await asyncio.wait_for(asyncio.shield(execution.task), timeout)
     return execution
+
+
+async def settle(manager, timeout=60.0):
+    """Wait until every execution's task (kernel release included) is over."""
+    tasks = [ex.task for ex in manager.list() if ex.task is not None]
+    if tasks:
+        await asyncio.wait_for(asyncio.gather(*tasks), timeout)
 
 
 def kernel_pid(serverapp, kernel_id: str) -> int:

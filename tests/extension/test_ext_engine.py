@@ -7,7 +7,7 @@ import json
 import os
 import signal
 
-from ext_helpers import kernel_pid, read_json, stream_text, wait_done, wait_for_event
+from ext_helpers import kernel_pid, read_json, settle, stream_text, wait_done, wait_for_event
 
 
 async def test_parameters_are_converted_to_the_declared_types(run, jp_root_dir):
@@ -100,6 +100,7 @@ async def test_cell_timeout_ends_the_whole_run(run, manager, jp_root_dir):
     assert stream_text(out.cells[0]) == "started\n"
     assert out.cells[1].outputs[-1].ename == "CellTimeoutError"
     assert out.cells[2].outputs == []
+    await settle(manager)
     assert manager.kernels.mkm.list_kernel_ids() == []
 
 

@@ -9,7 +9,7 @@ import signal
 import weakref
 from datetime import datetime, timedelta, timezone
 
-from ext_helpers import kernel_pid, read_json, stream_text, wait_done, wait_for_event
+from ext_helpers import kernel_pid, read_json, settle, stream_text, wait_done, wait_for_event
 
 
 async def test_fifty_concurrent_runs_all_complete(run, manager, jp_root_dir):
@@ -52,6 +52,7 @@ async def test_a_kernel_dying_before_kernel_info_is_replaced(run, manager, jp_se
     events = await run(chunked=True, notebook="simple.ipynb")
     assert events[-1]["event"] == "notebook_complete", events[-1]
     assert len(leases) == 2
+    await settle(manager)
     assert manager.kernels.mkm.list_kernel_ids() == []
 
 
@@ -74,6 +75,7 @@ async def test_a_kernel_that_never_starts_fails_the_run(run, manager, jp_servera
     # it never started: no output notebook, and its reserved name is free again
     assert final["output_path"] is None and final["execution"]["output_path"] is None
     assert not list(jp_root_dir.glob("simple-Executed*"))
+    await settle(manager)
     assert manager.kernels.mkm.list_kernel_ids() == []
 
 
