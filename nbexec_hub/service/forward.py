@@ -10,10 +10,7 @@ Server-Sent Events when the caller accepts ``text/event-stream``.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
-import time
 from typing import Any
 from urllib.parse import urlencode
 
@@ -22,16 +19,13 @@ from tornado.httpclient import HTTPRequest
 
 from .. import errors, sse
 from .hubclient import HubClient
-from .streaming import StreamingHTTPClient, close_upstream, fetch_quietly
+from .relay import GONE_STATUSES, Relay, ServerGone
+from .streaming import StreamingHTTPClient, fetch_quietly
 
 log = logging.getLogger("nbexec.forward")
 
 #: query parameters that belong to the service and never travel upstream
 SERVICE_QUERY_PARAMS = frozenset({"start", "wait", "_xsrf", "token", "last_event_id"})
-#: request headers copied to the upstream request
-FORWARDED_HEADERS = ("Content-Type", "X-Response-Encoding", "Last-Event-ID")
-#: upstream statuses meaning "no server behind this URL any more"
-GONE_STATUSES = (424, 503)
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
 
@@ -138,7 +132,7 @@ class Forwarder:
             status = await self.ensure_ready(
                 user, server_name, start=start, wait=wait, may_start=may_start
             )
-            relay = _Relay(self, handler, status, rest)
+            relay = Relay(self, handler, status, rest)
             handler.upstream_relay = relay  # type: ignore[attr-defined]
             try:
                 await relay.run()
@@ -154,213 +148,37 @@ class Forwarder:
                     ) from None
                 log.info("Server %s/%s was gone; making it ready again", user, server_name)
 
+    def server_url(self, status: dict[str, Any], path: str) -> str:
+        """The proxy's URL for a path below a server's URL."""
+        return self.proxy_url + status["url"].rstrip("/") + "/" + path.lstrip("/")
 
-class ServerGone(Exception):
-    """The proxy or hub says there is no server behind the URL any more."""
+    async def server_alive(self, status: dict[str, Any]) -> bool | None:
+        """Is the server behind `status` still there? None when nobody can tell right now.
 
-
-class _Relay:
-    """One forwarded request: upstream fetch plus the caller-side writing."""
-
-    def __init__(
-        self, forwarder: Forwarder, handler: web.RequestHandler, status: dict[str, Any], rest: str
-    ) -> None:
-        self.fwd = forwarder
-        self.handler = handler
-        self.status = status
-        request = handler.request
-        self.as_sse = sse.wants_event_stream(request.headers.get("Accept"))
-        self.streamed = (
-            self.as_sse
-            or rest.rstrip("/").endswith("/progress")
-            or request.headers.get("X-Response-Encoding", "").lower() == "chunked"
-        )
-        self.last_seq = sse.parse_last_event_id(
-            request.headers.get("Last-Event-ID")
-            or handler.get_query_argument("last_event_id", None)
-        )
-        self.code: int | None = None
-        self.upstream_headers: dict[str, str] = {}
-        self.headers_done = False
-        self.relaying = False
-        self.error_body = bytearray()
-        self.line_buffer = bytearray()
-        self.count = 0
-        self.caller_gone = False
-        self.server_gone = False
-        self.last_data = self.last_write = self.last_check = time.monotonic()
-        self.url = forwarder.target_url(status["url"], rest, request.query_arguments)
-        headers = {"Authorization": f"token {forwarder._token}", "Accept": "application/json"}
-        for name in FORWARDED_HEADERS:
-            if name in request.headers:
-                headers[name] = request.headers[name]
-        if self.last_seq is not None:
-            headers["Last-Event-ID"] = str(self.last_seq)
-        if self.as_sse and request.method != "GET":
-            headers["X-Response-Encoding"] = "chunked"
-        body = request.body if request.method in ("POST", "PUT", "PATCH") else None
-        if body is None and request.method in ("POST", "PUT", "PATCH"):
-            body = b""
-        self.request = HTTPRequest(
-            self.url,
-            method=request.method,
-            headers=headers,
-            body=body,
-            allow_nonstandard_methods=True,
+        Asked when a stream goes quiet or breaks: the hub may not have noticed a dead server
+        yet, so the server itself is probed through the proxy as well. A proxy that does not
+        answer (being restarted) says nothing about the server.
+        """
+        user, server_name = status["user"], status["server_name"]
+        try:
+            current = await self.hub.server_status(user, server_name)
+        except errors.NbexecError:
+            current = None  # the hub is unreachable (restarting?)
+        if current is not None and (
+            not current["ready"] or current["started"] != status["started"]
+        ):
+            return False
+        probe = HTTPRequest(
+            self.server_url(status, "api"),
+            headers={"Authorization": f"token {self._token}"},
             follow_redirects=False,
-            decompress_response=False,
-            header_callback=self._on_header_line,
-            streaming_callback=self._on_chunk,
-            connect_timeout=10,
-            request_timeout=0 if self.streamed else forwarder.request_timeout,
+            request_timeout=5,
+            connect_timeout=5,
         )
-
-    def caller_left(self) -> None:
-        """The caller closed its connection: stop the upstream request (not the execution)."""
-        self.caller_gone = True
-        close_upstream(self.request)
-
-    # -- upstream callbacks (run on the IO loop, synchronously) -----------
-
-    def _on_header_line(self, line: str) -> None:
-        if line.startswith("HTTP/"):
-            self.code = int(line.split(" ", 2)[1])
-            self.upstream_headers = {}
-            self.headers_done = False
-        elif line.strip() == "":
-            self.headers_done = True
-            if self.code is not None and self.code < 300:
-                self._start_relay()
-        elif ":" in line:
-            name, _, value = line.partition(":")
-            self.upstream_headers[name.strip().lower()] = value.strip()
-
-    def _start_relay(self) -> None:
-        handler = self.handler
-        self.relaying = True
-        handler.set_status(200 if self.as_sse and handler.request.method == "GET" else self.code)
-        if self.as_sse:
-            for name, value in sse.SSE_HEADERS.items():
-                handler.set_header(name, value)
-        else:
-            ctype = self.upstream_headers.get("content-type")
-            if ctype:
-                handler.set_header("Content-Type", ctype)
-            if self.streamed:
-                handler.set_header("Cache-Control", "no-cache")
-                handler.set_header("X-Accel-Buffering", "no")
-        if self.streamed:
-            handler.flush()
-
-    def _on_chunk(self, chunk: bytes) -> None:
-        if self.caller_gone:
-            raise ConnectionAbortedError("the caller went away")
-        self.last_data = self.last_write = time.monotonic()
-        if not self.relaying:
-            self.error_body.extend(chunk)
-            return
-        if not self.as_sse:
-            self.handler.write(chunk)
-            if self.streamed:
-                self.handler.flush()
-            return
-        self.line_buffer.extend(chunk)
-        *lines, rest = bytes(self.line_buffer).split(b"\n")
-        self.line_buffer[:] = rest
-        for line in lines:
-            self._write_event_line(line)
-        self.handler.flush()
-
-    def _write_event_line(self, line: bytes) -> None:
-        if not line.strip():
-            return
-        try:
-            event = json.loads(line)
-        except ValueError:
-            log.warning("Dropping a non-JSON line from %s", self.status["url"])
-            return
-        if isinstance(event, dict):
-            event.setdefault("seq", self.count)
-            self.count += 1
-            seq = event.get("seq")
-            if self.last_seq is not None and isinstance(seq, int) and seq <= self.last_seq:
-                return
-        self.handler.write(sse.format_event(event) if isinstance(event, dict) else "")
-
-    async def _watch(self) -> None:
-        """Keep-alives on SSE; and end a stream whose server went away without a word
-        (the proxy may keep the dead connection open)."""
-        tick = min(1.0, self.fwd.keepalive_seconds / 2)
-        while True:
-            await asyncio.sleep(tick)
-            now = time.monotonic()
-            idle = now - self.last_write
-            if self.as_sse and self.relaying and idle >= self.fwd.keepalive_seconds:
-                self.handler.write(sse.keepalive_comment())
-                self.handler.flush()
-                self.last_write = now
-            quiet = now - max(self.last_data, self.last_check)
-            if quiet < self.fwd.liveness_seconds:
-                continue
-            self.last_check = now
-            user, server_name = self.status["user"], self.status["server_name"]
-            try:
-                current = await self.fwd.hub.server_status(user, server_name)
-            except errors.NbexecError:
-                continue  # the hub is unreachable (restarting?): that says nothing of the server
-            if not current["ready"] or current["started"] != self.status["started"]:
-                log.info("Server %s/%s went away during a stream; ending it", user, server_name)
-                self.server_gone = True
-                close_upstream(self.request)
-                return
-
-    # -- the whole exchange -----------------------------------------------
-
-    async def run(self) -> None:
-        watch = asyncio.ensure_future(self._watch()) if self.streamed else None
-        try:
-            response = await fetch_quietly(self.fwd.client, self.request)
-        finally:
-            if watch is not None:
-                watch.cancel()
-        user, server_name = self.status["user"], self.status["server_name"]
-        if self.caller_gone:
-            log.info("Caller left; closed the upstream stream from %s/%s", user, server_name)
-            return
-        if self.server_gone and not self.relaying:
-            raise ServerGone()
-        if self.relaying:
-            if self.as_sse and self.line_buffer:
-                self._write_event_line(bytes(self.line_buffer))
-            if response.code == 599:
-                log.info("Upstream %s/%s ended the stream: %s", user, server_name, response.error)
-            self.handler.finish()
-            return
-        if response.code == 599:
-            if isinstance(response.error, ConnectionRefusedError):
-                raise ServerGone()
-            raise errors.UpstreamError(
-                f"Could not reach the server {user}/{server_name}: {response.error}"
-            )
-        location = self.upstream_headers.get("location", "")
-        if response.code in GONE_STATUSES or (300 <= response.code < 400 and "/hub/" in location):
-            # 424/503: the hub or proxy has no running server there; a redirect into the
-            # hub means the proxy has no route for it (the server stopped or is starting)
-            raise ServerGone()
-        self._pass_through(response.code)
-
-    def _pass_through(self, code: int) -> None:
-        """An upstream error (or redirect) answered as it came: status and body."""
-        handler = self.handler
-        handler.set_status(code)
-        body = bytes(self.error_body)
-        ctype = self.upstream_headers.get("content-type", "")
-        if "json" not in ctype:
-            # not the server's own JSON error: say what happened, in our JSON shape
-            handler.set_header("Content-Type", "application/json; charset=UTF-8")
-            body = json.dumps(
-                {"message": f"The server answered {code}", "reason": None}
-            ).encode()
-        else:
-            handler.set_header("Content-Type", ctype)
-        handler.finish(body)
+        resp = await fetch_quietly(self.client, probe)
+        location = resp.headers.get("Location", "") if resp.headers else ""
+        if resp.code in GONE_STATUSES or (300 <= resp.code < 400 and "/hub/" in location):
+            return False
+        if resp.code == 200:
+            return True
+        return None

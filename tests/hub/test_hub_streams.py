@@ -95,8 +95,14 @@ def test_server_stopped_mid_stream_ends_the_relay(
     except requests.exceptions.ChunkedEncodingError:
         pass  # an aborted upstream may end the relay without the final chunk
     assert time.monotonic() - started < 30
-    events = [json.loads(line)["event"] for line in rest]
-    assert "notebook_complete" not in events
+    events = [json.loads(line) for line in rest]
+    assert "notebook_complete" not in [e["event"] for e in events]
+    # the service ends the relay with a final event of its own: the server cannot
+    final = events[-1]
+    assert final["event"] == "notebook_error", events[-3:]
+    assert final["server_stopped"] is True and "stopped" in final["error"]
+    assert final["execution"]["exec_id"] == first["execution"]["exec_id"]
+    assert final["execution"]["status"].startswith("error:")
     realhub.wait_stopped("alice")
     # the service answers normally afterwards
     assert alice.get(EXECS).status_code == 409
