@@ -34,7 +34,7 @@ from traitlets.config import Application
 from .. import __version__
 from . import page
 from .forward import Forwarder
-from .handlers import OAuthCallbackHandler, default_handlers
+from .handlers import OAuthCallbackHandler, default_handlers, fallback_handlers
 from .hubclient import HubClient
 from .streaming import StreamingHTTPClient
 
@@ -76,6 +76,7 @@ class NbexecService(Application):
         "max-wait": "NbexecService.max_wait",
         "keepalive": "NbexecService.keepalive_seconds",
         "max-streams": "NbexecService.max_streams",
+        "max-body-size": "NbexecService.max_body_size",
         "config": "NbexecService.config_file",
         "log-level": "Application.log_level",
     }
@@ -187,6 +188,10 @@ class NbexecService(Application):
     hub_max_clients = Integer(
         50, help="Concurrent requests to the hub API and for listing executions."
     ).tag(config=True)
+    max_body_size = Integer(
+        100 * 1024 * 1024,
+        help="Largest request body in bytes; bigger ones are answered 413.",
+    ).tag(config=True)
     fanout_concurrency = Integer(
         10, help="Servers asked at the same time by GET /api/executions."
     ).tag(config=True)
@@ -272,7 +277,7 @@ class NbexecService(Application):
             request_timeout=self.request_timeout,
         )
         routes: list[tuple[str, type]] = [(prefix + "oauth_callback", OAuthCallbackHandler)]
-        for pattern, handler in [*default_handlers, *page.handlers]:
+        for pattern, handler in [*default_handlers, *page.handlers, *fallback_handlers]:
             url = url_path_join(prefix, pattern.lstrip("/")) if pattern else prefix
             routes.append((url, handler))
         settings: dict[str, Any] = {
@@ -286,6 +291,7 @@ class NbexecService(Application):
             "max_wait": self.max_wait,
             "fanout_concurrency": self.fanout_concurrency,
             "fanout_timeout": self.fanout_timeout,
+            "max_body_size": self.max_body_size,
             "cookie_secret": self.cookie_secret,
             "login_url": hub_auth.login_url,
             "log": self.log,
@@ -310,7 +316,7 @@ class NbexecService(Application):
 
     async def _serve(self) -> None:
         app = self.make_app()
-        server = HTTPServer(app, xheaders=False)
+        server = HTTPServer(app, xheaders=False, max_body_size=self.max_body_size)
         server.listen(self.port, self.ip)
         self.log.info(
             "nbexec %s listening on %s:%d%s; users' servers via %s",

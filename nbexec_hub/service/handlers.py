@@ -203,14 +203,51 @@ class SpawnProgressHandler(ServiceHandler):
             self.stop.set()
 
 
+@web.stream_request_body
 class ForwardHandler(ServiceHandler):
-    """Every request of the Execution API, forwarded to the user's server (B.4)."""
+    """Every request of the Execution API, forwarded to the user's server (B.4).
+
+    The body is read as a stream: one over ``max_body_size`` is read to its end and
+    dropped, then answered 413 JSON (tornado itself would just drop the connection). An
+    authentication error is answered only once the body is read, too: answering earlier
+    leaves the body unread on a connection the proxy may reuse.
+    """
 
     upstream_relay: Any = None
     #: what may be forwarded beyond executions: read-only, for the page
     READ_ONLY = ("contents", "kernelspecs")
+    _body: bytearray
+    _body_too_large = False
+    _deferred_error: Exception | None = None
+
+    @property
+    def max_body_size(self) -> int:
+        return self.settings.get("max_body_size", 100 * 1024 * 1024)
+
+    async def prepare(self) -> None:
+        self._body = bytearray()
+        self.request.connection.set_max_body_size(1 << 50)  # type: ignore[union-attr]
+        length = self.request.headers.get("Content-Length", "0")
+        self._body_too_large = length.isdigit() and int(length) > self.max_body_size
+        try:
+            await super().prepare()
+        except (errors.NbexecError, web.HTTPError) as e:
+            self._deferred_error = e
+
+    def data_received(self, chunk: bytes) -> None:
+        if self._body_too_large:
+            return
+        self._body.extend(chunk)
+        if len(self._body) > self.max_body_size:
+            self._body_too_large = True
+            self._body = bytearray()
 
     async def _forward(self, user: str, server_name: str | None, rest: str) -> None:
+        if self._deferred_error is not None:
+            raise self._deferred_error
+        if self._body_too_large:
+            raise errors.PayloadTooLarge(f"The request body is over {self.max_body_size} bytes")
+        self.request.body = bytes(self._body)
         server_name = server_name or ""
         if rest.split("/", 1)[0] in self.READ_ONLY and self.request.method != "GET":
             raise web.HTTPError(405)
@@ -253,6 +290,15 @@ class FanoutHandler(ServiceHandler):
         self.write_json(result)
 
 
+class NotFoundHandler(ServiceHandler):
+    """Anything else below ``api/``: 404 JSON (after authentication, like every API path)."""
+
+    def _not_found(self, *args: Any, **kwargs: Any) -> None:
+        raise errors.NotFound(f"No such API route: {self.request.path}")
+
+    get = post = put = patch = delete = _not_found  # type: ignore[assignment]
+
+
 _USER = r"(?P<user>[^/]+)"
 _SERVER = r"(?:server|servers/(?P<server_name>[^/]+))"
 
@@ -268,3 +314,5 @@ default_handlers: list[tuple[str, type]] = [
         ForwardHandler,
     ),
 ]
+#: the last route of the application, after the page's
+fallback_handlers: list[tuple[str, type]] = [(r"api/.*", NotFoundHandler)]
