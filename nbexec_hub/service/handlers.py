@@ -296,7 +296,8 @@ class NotFoundHandler(ServiceHandler):
     def _not_found(self, *args: Any, **kwargs: Any) -> None:
         raise errors.NotFound(f"No such API route: {self.request.path}")
 
-    get = post = put = patch = delete = _not_found  # type: ignore[assignment]
+    # (other methods get tornado's 405, in JSON too)
+    get = post = delete = _not_found  # type: ignore[assignment]
 
 
 _USER = r"(?P<user>[^/]+)"
