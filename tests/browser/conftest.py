@@ -39,9 +39,13 @@ def _browser_missing() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """One Chromium for the session (each test gets its own context, i.e. its own cookies)."""
+    """One Chromium per test module (each test gets its own context, i.e. its own cookies).
+
+    Not per session: Playwright's sync API keeps an event loop running in this thread
+    while it is open, which would break every asyncio-based test collected after it.
+    """
     missing = _browser_missing()
     if missing:
         if os.environ.get("NBEXEC_REQUIRE_BROWSER") == "1":
