@@ -221,12 +221,15 @@ class ExecutionManager:
             declared = declared_parameters(nb)
             values = convert_parameters(req.params, declared, from_form=req.from_form)
         inject_parameters(nb, values)
+        placeholder = (await asyncio.to_thread(nbformat.writes, nb)).encode("utf-8")
         try:
             if out_os_path is not None:
                 assert req.output_path is not None
-                self.reservations.reserve_exact(out_os_path, req.output_path, req.overwrite)
+                await self.reservations.reserve_exact(
+                    out_os_path, req.output_path, req.overwrite, placeholder
+                )
             else:
-                out_os_path = self.reservations.reserve_numbered(nb_os_path)
+                out_os_path = await self.reservations.reserve_numbered(nb_os_path, placeholder)
         except OSError as exc:
             raise BadRequest(f"the output notebook cannot be created: {exc.strerror}") from None
         ex = self._new_execution(req, req.output_path)

@@ -6,9 +6,11 @@ executions never write the same file, also when they start at the same moment.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import posixpath
+import uuid
 
 from ..errors import BadRequest
 
@@ -52,37 +54,74 @@ def numbered_output_name(notebook_os_path: str, number: int) -> str:
     return os.path.join(folder, f"{stem}-Executed{number}.ipynb")
 
 
+def _signature(os_path: str) -> tuple[int, int, int]:
+    st = os.stat(os_path)
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def create_exclusively(os_path: str, content: bytes) -> tuple[int, int, int] | None:
+    """Create a file with its whole content at once, only if the name is free.
+
+    The content goes to a temporary file that is then hard-linked to the name: the link
+    fails when the name exists, and a reader never sees a partial file.
+    """
+    folder, name = os.path.split(os_path)
+    tmp = os.path.join(folder, f".{name}.{uuid.uuid4().hex}.tmp")
+    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(content)
+        try:
+            os.link(tmp, os_path)
+        except FileExistsError:
+            return None
+        return _signature(os_path)
+    finally:
+        os.unlink(tmp)
+
+
 class OutputReservations:
-    """The output files that running executions will write, so no two share one."""
+    """The output files that running executions will write, so no two share one.
+
+    A reserved name is held in memory and, unless an existing file is to be overwritten,
+    created at once with a placeholder (the notebook as it will start), so that other
+    processes see the name taken and never a half-written notebook. A placeholder that
+    is still untouched when its execution fails to start is removed again.
+    """
 
     def __init__(self) -> None:
         self._reserved: set[str] = set()
-        #: reserved names whose (empty) file we created ourselves
-        self._placeholders: set[str] = set()
+        #: placeholders we created: key -> the file's signature right after
+        self._placeholders: dict[str, tuple[int, int, int]] = {}
 
-    def _claim(self, os_path: str) -> bool:
+    async def _claim(self, os_path: str, content: bytes) -> bool:
         """Create the file exclusively; False when it (or its reservation) exists."""
         key = os.path.realpath(os_path)
         if key in self._reserved or os.path.lexists(os_path):
             return False
+        self._reserved.add(key)  # held while the file is being created
         try:
-            fd = os.open(os_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
+            signature = await asyncio.to_thread(create_exclusively, os_path, content)
+        except BaseException:
+            self._reserved.discard(key)
+            raise
+        if signature is None:
+            self._reserved.discard(key)
             return False
-        os.close(fd)
-        self._reserved.add(key)
-        self._placeholders.add(key)
+        self._placeholders[key] = signature
         return True
 
-    def reserve_numbered(self, notebook_os_path: str) -> str:
+    async def reserve_numbered(self, notebook_os_path: str, content: bytes) -> str:
         """Reserve the free ``-Executed<N>`` name with the smallest N, and return it."""
         for number in itertools.count(1):
             candidate = numbered_output_name(notebook_os_path, number)
-            if self._claim(candidate):
+            if await self._claim(candidate, content):
                 return candidate
         raise AssertionError("unreachable")
 
-    def reserve_exact(self, os_path: str, api_path: str, overwrite: bool) -> None:
+    async def reserve_exact(
+        self, os_path: str, api_path: str, overwrite: bool, content: bytes
+    ) -> None:
         """Reserve a requested output path, refusing an existing file unless ``overwrite``."""
         folder = os.path.dirname(os_path)
         if not os.path.isdir(folder):
@@ -95,20 +134,19 @@ class OutputReservations:
         if overwrite:
             self._reserved.add(key)
             return
-        if not self._claim(os_path):
+        if not await self._claim(os_path, content):
             raise BadRequest(
                 f"output_path {api_path!r} already exists; pass overwrite=true to replace it"
             )
 
     def release(self, os_path: str, *, written: bool = True) -> None:
-        """Forget a reservation; an unused placeholder we created is removed."""
+        """Forget a reservation; an untouched placeholder of a run that wrote nothing goes."""
         key = os.path.realpath(os_path)
         self._reserved.discard(key)
-        if key in self._placeholders:
-            self._placeholders.discard(key)
-            if not written:
-                try:
-                    if os.path.getsize(os_path) == 0:
-                        os.unlink(os_path)
-                except OSError:
-                    pass
+        signature = self._placeholders.pop(key, None)
+        if signature is not None and not written:
+            try:
+                if _signature(os_path) == signature:
+                    os.unlink(os_path)
+            except OSError:
+                pass

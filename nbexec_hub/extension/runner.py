@@ -358,12 +358,16 @@ class NotebookRunner:
 
     async def _write_output(self) -> str | None:
         """Write the notebook as it stands; the error message if that failed."""
+        def write() -> None:
+            write_atomically(self.output_os_path, nbformat.writes(self.nb))
+
         try:
-            text = nbformat.writes(self.nb)
-            await asyncio.to_thread(write_atomically, self.output_os_path, text)
+            await asyncio.to_thread(write)
         except Exception as exc:
             self.log.error("nbexec: writing %s failed: %s", self.output_os_path, exc)
-            return f"writing the output notebook failed: {exc}"
+            self.execution.output_path = None
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            return f"writing the output notebook failed: {reason}"
         self.execution.output_path = self.output_api_path
         self.wrote_output = True
         return None

@@ -149,3 +149,35 @@ async def test_overwrite_rules(run, manager, jp_root_dir):
     clash = await run(notebook="simple.ipynb", output_path="out.ipynb", overwrite="1")
     assert clash.code == 400 and "another execution" in json.loads(clash.body)["message"]
     await manager.shutdown(slow["execution"]["exec_id"])
+
+
+async def test_the_output_name_holds_a_whole_notebook_while_running(run, manager, jp_root_dir):
+    ex = manager.get((await run(notebook="slow.ipynb", x="1"))["execution"]["exec_id"])
+    await wait_for_event(ex, "start", lambda e: "sleep" in e["cell"]["source"])
+    placeholder = read_json(jp_root_dir / "slow-Executed1.ipynb")  # a valid notebook
+    assert placeholder.cells[0].metadata.tags == ["injected-parameters"]
+    assert all(c.get("outputs", []) == [] for c in placeholder.cells)
+    await manager.shutdown(ex.exec_id)
+    assert read_json(jp_root_dir / "slow-Executed1.ipynb").cells[1].outputs
+
+
+async def test_an_output_that_cannot_be_written_is_a_clear_error(
+    run, manager, jp_root_dir, monkeypatch
+):
+    import errno
+
+    from nbexec_hub.extension import runner
+
+    def disk_full(os_path, text):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os_path)
+
+    monkeypatch.setattr(runner, "write_atomically", disk_full)
+    events = await run(chunked=True, notebook="simple.ipynb", output_path="full.ipynb")
+    final = events[-1]
+    assert final["event"] == "notebook_error"
+    assert final["execution"]["status"] == (
+        "error: writing the output notebook failed: No space left on device"
+    )
+    assert final["output_path"] is None and final["execution"]["output_path"] is None
+    assert not (jp_root_dir / "full.ipynb").exists()  # no placeholder left behind
+    assert str(jp_root_dir) not in final["error"]  # no server paths in the answer

@@ -161,30 +161,35 @@ def test_symlink_out_of_the_root_is_refused(tmp_path):
         to_os_path(str(root), "link.ipynb", "notebook")
 
 
-def test_numbered_reservations_never_collide(tmp_path):
+async def test_numbered_reservations_never_collide(tmp_path):
     nb_path = str(tmp_path / "nb.ipynb")
     (tmp_path / "nb-Executed1.ipynb").write_text("{}")
     reservations = OutputReservations()
-    names = [reservations.reserve_numbered(nb_path) for _ in range(3)]
-    assert [os.path.basename(n) for n in names] == [
+    names = await asyncio.gather(
+        *(reservations.reserve_numbered(nb_path, b'{"cells": []}') for _ in range(3))
+    )
+    assert sorted(os.path.basename(n) for n in names) == [
         "nb-Executed2.ipynb", "nb-Executed3.ipynb", "nb-Executed4.ipynb"
     ]
+    assert all(open(n).read() == '{"cells": []}' for n in names)  # whole, never partial
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
     reservations.release(names[0])
     # the file itself still exists, so the name stays taken
-    assert os.path.basename(reservations.reserve_numbered(nb_path)) == "nb-Executed5.ipynb"
+    name = await reservations.reserve_numbered(nb_path, b"{}")
+    assert os.path.basename(name) == "nb-Executed5.ipynb"
 
 
-def test_exact_reservation_respects_overwrite(tmp_path):
+async def test_exact_reservation_respects_overwrite(tmp_path):
     reservations = OutputReservations()
     target = tmp_path / "out.ipynb"
     target.write_text("{}")
     with pytest.raises(BadRequest, match="already exists"):
-        reservations.reserve_exact(str(target), "out.ipynb", overwrite=False)
-    reservations.reserve_exact(str(target), "out.ipynb", overwrite=True)
+        await reservations.reserve_exact(str(target), "out.ipynb", False, b"{}")
+    await reservations.reserve_exact(str(target), "out.ipynb", True, b"{}")
     with pytest.raises(BadRequest, match="another execution"):
-        reservations.reserve_exact(str(target), "out.ipynb", overwrite=True)
+        await reservations.reserve_exact(str(target), "out.ipynb", True, b"{}")
     with pytest.raises(BadRequest, match="folder"):
-        reservations.reserve_exact(str(tmp_path / "no" / "x.ipynb"), "no/x.ipynb", False)
+        await reservations.reserve_exact(str(tmp_path / "no" / "x.ipynb"), "no/x.ipynb", False, b"")
 
 
 @pytest.mark.parametrize(
@@ -253,17 +258,23 @@ async def test_event_log_is_bounded_but_keeps_the_first_event():
         ex.emit("start")
 
 
-def test_unused_placeholders_are_removed_but_never_a_users_file(tmp_path):
+async def test_unused_placeholders_are_removed_but_never_a_users_file(tmp_path):
     reservations = OutputReservations()
-    name = reservations.reserve_numbered(str(tmp_path / "nb.ipynb"))
+    name = await reservations.reserve_numbered(str(tmp_path / "nb.ipynb"), b"{}")
     assert os.path.exists(name)
     reservations.release(name, written=False)
     assert not os.path.exists(name)
     users = tmp_path / "mine.ipynb"
     users.write_text("{}")
-    reservations.reserve_exact(str(users), "mine.ipynb", overwrite=True)
+    await reservations.reserve_exact(str(users), "mine.ipynb", True, b"{}")
     reservations.release(str(users), written=False)
     assert users.read_text() == "{}"
+    # a placeholder someone changed meanwhile is theirs now
+    name = await reservations.reserve_numbered(str(tmp_path / "nb.ipynb"), b"{}")
+    with open(name, "w") as f:
+        f.write('{"changed": true}')
+    reservations.release(name, written=False)
+    assert os.path.exists(name)
 
 
 def test_warm_kernel_preparation_is_safe_and_leaves_no_name(tmp_path, monkeypatch):
