@@ -29,31 +29,37 @@ from .manager import ExecutionManager
 from .request import parse_run_request
 
 NDJSON = "application/x-ndjson"
+NO_CREDENTIALS = "authentication required: send 'Authorization: token <token>'"
 
 
 class ExecutionsAPIHandler(JSONErrorMixin, APIHandler):
     """Common parts: the manager, 401 for anonymous callers, bodies, streams."""
 
-    _closed: asyncio.Event
-
     @property
     def manager(self) -> ExecutionManager:
+        """The extension's one ExecutionManager."""
         return self.settings["nbexec_manager"]
 
+    @property
+    def _closed(self) -> asyncio.Event:
+        """Set when the caller goes away (streams stop writing then)."""
+        if "_closed_event" not in self.__dict__:
+            self.__dict__["_closed_event"] = asyncio.Event()
+        return self.__dict__["_closed_event"]
+
     async def prepare(self) -> None:  # type: ignore[override]
-        self._closed = asyncio.Event()
+        """Authenticate: 401 JSON (not 403, not a redirect) without valid credentials."""
         try:
             await super().prepare()
         except web.HTTPError as exc:
             if exc.status_code == 403 and self.current_user is None:
-                raise Unauthorized(
-                    "authentication required: send 'Authorization: token <token>'"
-                ) from None
+                raise Unauthorized(NO_CREDENTIALS) from None
             raise
         if self.current_user is None:
-            raise Unauthorized("authentication required: send 'Authorization: token <token>'")
+            raise Unauthorized(NO_CREDENTIALS)
 
     def on_connection_close(self) -> None:
+        """The caller went away: wake a waiting stream so it ends."""
         self._closed.set()
         super().on_connection_close()
 
@@ -83,10 +89,12 @@ class ExecutionsAPIHandler(JSONErrorMixin, APIHandler):
         return args, True
 
     def finish_json(self, body: Any, status: int = 200) -> None:
+        """Answer with a JSON body."""
         self.set_status(status)
         self.finish(json.dumps(body))
 
     def finish_empty(self, status: int = 202) -> None:
+        """Answer with an empty body (202 by default)."""
         self.set_status(status)
         self.finish()
 
