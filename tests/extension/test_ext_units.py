@@ -10,7 +10,7 @@ import pytest
 
 from nbexec_hub.errors import BadRequest
 from nbexec_hub.extension.execution import Execution
-from nbexec_hub.extension.manager import FifoLimiter
+from nbexec_hub.extension.limiter import FifoLimiter
 from nbexec_hub.extension.naming import OutputReservations, normalize_api_path, to_os_path
 from nbexec_hub.extension.parameters import (
     convert_form_value,
