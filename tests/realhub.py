@@ -13,8 +13,10 @@ Fixtures
 ``realhub`` (session)
     A started `RealHub`. Use it for everything that does not restart the hub.
 ``realhub_factory`` (function)
-    ``realhub_factory(**kwargs)`` starts an extra, private `RealHub` (e.g. with
-    ``extra_config="c.JupyterHub.cleanup_servers = False"``) and stops it afterwards.
+    ``realhub_factory(**kwargs)`` starts an extra, private `RealHub` and stops it
+    afterwards. Keyword arguments: ``extra_config`` (Python appended to the hub's config,
+    e.g. ``"c.JupyterHub.cleanup_servers = False"``) and ``service_args`` (extra command
+    line arguments of the nbexec service, e.g. ``("--keepalive=1",)``).
 ``alice_token``, ``bob_token``, ``admin_token`` (session)
     Hub API tokens of those users with their full permissions.
 ``alice_server`` (function)
@@ -32,7 +34,12 @@ Fixtures
 ``hub.put_notebook(user, path, source=None)`` (copy a notebook there: ``source`` is a Path,
 an nbformat node, or None for a tiny two-cell notebook), ``hub.login(user)`` (a
 ``requests.Session`` logged in to the hub *and* to the service page through OAuth, with
-``session.xsrf`` holding the service's XSRF token), ``hub.restart()``, ``hub.log_text()``.
+``session.xsrf`` holding the service's XSRF token), ``hub.restart(down_seconds=0)`` (users'
+servers keep running only with ``cleanup_servers = False``), ``hub.stop()``,
+``hub.log_text()`` (the hub's, the proxy's, the service's and the servers' output).
+
+The hub answers ``POST …/server`` at once (``slow_spawn_timeout = 0``), so "pending" is
+observable. Set ``REALHUB_DEBUG=1`` for debug logs.
 """
 
 from __future__ import annotations
