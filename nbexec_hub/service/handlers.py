@@ -18,6 +18,7 @@ from urllib.parse import quote
 from jupyterhub._xsrf_utils import _needs_check_xsrf
 from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
 from tornado import web
+from tornado.iostream import StreamClosedError
 
 from .. import __version__, errors, sse
 from ..http_errors import JSONErrorMixin
@@ -182,8 +183,7 @@ class SpawnProgressHandler(ServiceHandler):
         keepalive = asyncio.ensure_future(self._keepalive())
 
         async def on_event(event: dict[str, Any]) -> None:
-            self.write(sse.format_event(event))
-            await self.flush()
+            await self._send(sse.format_event(event))
 
         try:
             await self.hub.spawn_progress(user, server_name, on_event, self.stop)
@@ -195,8 +195,16 @@ class SpawnProgressHandler(ServiceHandler):
     async def _keepalive(self) -> None:
         while True:
             await asyncio.sleep(self.forwarder.keepalive_seconds)
-            self.write(sse.keepalive_comment())
+            await self._send(sse.keepalive_comment())
+
+    async def _send(self, text: str) -> None:
+        if self.stop is None or self.stop.is_set():
+            return
+        try:
+            self.write(text)
             await self.flush()
+        except StreamClosedError:
+            self.stop.set()
 
     def on_connection_close(self) -> None:
         if self.stop is not None:
