@@ -154,3 +154,14 @@ def test_service_token_never_reaches_a_caller_or_a_log(
     assert token not in log
     # tokens a caller put in the query string are not logged by the service either
     assert f"token={alice.token}" not in log
+
+
+def test_the_service_logged_no_error(realhub: RealHub) -> None:
+    """After the streams above (callers leaving, servers stopping): no error, no traceback."""
+    lines = [
+        line
+        for line in realhub.log_text().splitlines()
+        if line.startswith("[E ") and ("tornado." in line or " nbexec" in line)
+        or "never retrieved" in line
+    ]
+    assert not lines, lines
