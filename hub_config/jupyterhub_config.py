@@ -21,16 +21,21 @@ Kubernetes (zero-to-jupyterhub): put the same pieces in the chart's values inste
         nbexec:
           command: ["python", "-m", "nbexec_hub.service",
                     "--proxy-url=http://proxy-public/"]   # the proxy's in-cluster address
-          url: http://hub:10101        # the hub pod; expose port 10101 on the hub service
+          url: http://hub:10101        # runs in the hub pod, reached through the hub Service
           oauth_no_confirm: true
           oauth_client_allowed_scopes: ["access:servers", "start:servers"]
+      service:
+        extraPorts: [{name: nbexec, port: 10101, targetPort: 10101}]
+      networkPolicy:                   # let the proxy pod reach the service's port
+        ingress:
+          - ports: [{port: 10101}]
+            from: [{podSelector: {matchLabels: {hub.jupyter.org/network-access-hub: "true"}}}]
       loadRoles:
         nbexec-service:
           scopes: [read:users, list:users, read:servers, access:servers, servers]
           services: [nbexec]
         user:
           scopes: [self, "access:services!service=nbexec"]
-      extraConfig: {}                  # or paste the Python below into hub.extraConfig
     singleuser:
       image: {name: your-image-with-nbexec-hub-installed}
 
