@@ -19,7 +19,7 @@ Kubernetes (zero-to-jupyterhub): put the same pieces in the chart's values inste
     hub:
       services:
         nbexec:
-          command: ["python", "-m", "nbexec_hub.service",
+          command: ["python", "-m", "nbexec_hub.service", "--ip=0.0.0.0",
                     "--proxy-url=http://proxy-public/"]   # the proxy's in-cluster address
           url: http://hub:10101        # runs in the hub pod, reached through the hub Service
           oauth_no_confirm: true
