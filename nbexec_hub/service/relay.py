@@ -68,6 +68,7 @@ class Relay:
         self.seen_seq: int | None = None
         self.execution: dict[str, Any] | None = None
         self.final_seen = False
+        self.saw_event = False
         self.caller_gone = False
         self.server_gone = False
         self.last_data = self.last_write = self.last_check = time.monotonic()
@@ -172,6 +173,7 @@ class Relay:
             self.seen_seq = seq
         if isinstance(event.get("execution"), dict):
             self.execution = event["execution"]
+        self.saw_event = self.saw_event or "event" in event
         self.final_seen = self.final_seen or event.get("event") in FINAL_EVENTS
         self._write_event(event)
 
@@ -246,7 +248,7 @@ class Relay:
         if self.relaying:
             if self.streamed and self.line_buffer:
                 self._relay_line(bytes(self.line_buffer))
-            if self.streamed and not self.final_seen:
+            if self.saw_event and not self.final_seen:
                 await self._end_unfinished_stream(response.error)
             self.handler.finish()
             return

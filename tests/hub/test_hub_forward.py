@@ -49,6 +49,22 @@ def test_every_request_is_forwarded(
     assert alice.get(EXECS).json()["executions"] == []
 
 
+def test_chunked_shutdown_answers_when_done(
+    alice: Service, alice_server: dict, notebooks: dict
+) -> None:
+    exec_id = alice.run("alice", notebooks["slow"])["exec_id"]
+    r = alice.post(
+        f"{EXECS}/{exec_id}",
+        data={"action": "shutdown"},
+        headers={"X-Response-Encoding": "chunked"},
+    )
+    assert r.status_code == 202, r.text
+    model = r.json()["execution"]
+    assert model["exec_id"] == exec_id
+    assert model["completed_at"] is not None
+    assert model["status"].startswith("error")
+
+
 def test_upstream_errors_pass_through(alice: Service, alice_server: dict, notebooks: dict) -> None:
     cases = [
         ("POST", EXECS, {"x": "1"}, 400),  # no notebook
