@@ -10,7 +10,9 @@ Server-Sent Events when the caller accepts ``text/event-stream``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from typing import Any
 from urllib.parse import urlencode
 
@@ -70,6 +72,8 @@ class Forwarder:
         self.client = stream_client
         self.keepalive_seconds = keepalive_seconds
         self.liveness_seconds = liveness_seconds
+        #: shared liveness checks: (user, server, started) -> (when, result)
+        self._alive_checks: dict[tuple[str, str, Any], tuple[float, asyncio.Future]] = {}
         self.request_timeout = request_timeout
 
     async def ensure_ready(
@@ -152,13 +156,28 @@ class Forwarder:
         """The proxy's URL for a path below a server's URL."""
         return self.proxy_url + status["url"].rstrip("/") + "/" + path.lstrip("/")
 
-    async def server_alive(self, status: dict[str, Any]) -> bool | None:
+    async def server_alive(self, status: dict[str, Any], *, fresh: bool = False) -> bool | None:
         """Is the server behind `status` still there? None when nobody can tell right now.
 
-        Asked when a stream goes quiet or breaks: the hub may not have noticed a dead server
-        yet, so the server itself is probed through the proxy as well. A proxy that does not
-        answer (being restarted) says nothing about the server.
+        Asked when a stream goes quiet or breaks. Many quiet streams of one server share
+        one check (for half the liveness interval) unless `fresh` is asked for.
         """
+        key = (status["user"], status["server_name"], status["started"])
+        now = time.monotonic()
+        if len(self._alive_checks) > 1000:
+            self._alive_checks = {
+                k: v for k, v in self._alive_checks.items() if now - v[0] < 60
+            }
+        entry = self._alive_checks.get(key)
+        if fresh or entry is None or now - entry[0] >= self.liveness_seconds / 2:
+            entry = (now, asyncio.ensure_future(self._check_alive(status)))
+            self._alive_checks[key] = entry
+        return await asyncio.shield(entry[1])
+
+    async def _check_alive(self, status: dict[str, Any]) -> bool | None:
+        """The hub may not have noticed a dead server yet, so the server itself is probed
+        through the proxy as well. A proxy that does not answer (being restarted) says
+        nothing about the server."""
         user, server_name = status["user"], status["server_name"]
         try:
             current = await self.hub.server_status(user, server_name)

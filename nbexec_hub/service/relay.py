@@ -268,7 +268,7 @@ class Relay:
     async def _end_unfinished_stream(self, error: BaseException | None) -> None:
         """A stream that ended without its final event: say so when the server died."""
         user, server_name = self.status["user"], self.status["server_name"]
-        gone = self.server_gone or await self.fwd.server_alive(self.status) is False
+        gone = self.server_gone or await self.fwd.server_alive(self.status, fresh=True) is False
         if not gone:
             # the proxy or the connection broke, not the server: readers resume by seq
             log.info("Stream from %s/%s broke off (%s)", user, server_name, error)
