@@ -105,6 +105,10 @@ class Forwarder:
             )
         return await self.hub.wait_ready(user, server_name, wait)
 
+    def auth_headers(self) -> dict[str, str]:
+        """The header carrying the service's token upstream (the only place it is used)."""
+        return {"Authorization": f"token {self._token}"}
+
     def target_url(self, server_url: str, rest: str, query: dict[str, list[bytes]]) -> str:
         """Proxy URL + the server's URL path + `rest`, with the service's own params removed."""
         pairs = [
@@ -189,7 +193,7 @@ class Forwarder:
             return False
         probe = HTTPRequest(
             self.server_url(status, "api"),
-            headers={"Authorization": f"token {self._token}"},
+            headers=self.auth_headers(),
             follow_redirects=False,
             request_timeout=5,
             connect_timeout=5,

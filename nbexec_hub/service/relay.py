@@ -73,7 +73,7 @@ class Relay:
         self.server_gone = False
         self.last_data = self.last_write = self.last_check = time.monotonic()
         self.url = forwarder.target_url(status["url"], rest, request.query_arguments)
-        headers = {"Authorization": f"token {forwarder._token}", "Accept": "application/json"}
+        headers = {**forwarder.auth_headers(), "Accept": "application/json"}
         for name in FORWARDED_HEADERS:
             if name in request.headers:
                 headers[name] = request.headers[name]
