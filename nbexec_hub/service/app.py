@@ -55,6 +55,21 @@ def proxy_url_from_env(env: dict[str, str] | os._Environ[str]) -> str:
     return env.get("JUPYTERHUB_HOST", "")
 
 
+def raise_open_file_limit() -> int:
+    """Raise the soft limit of open files towards the hard one: each relayed stream holds
+    two sockets, and the common default of 1024 would cap the service near 500 streams."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on POSIX
+        return 0
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+        return want
+    return soft
+
+
 class NbexecService(Application):
     """The nbexec hub service: status, start and forwarding of executions to users' servers."""
 
@@ -315,12 +330,13 @@ class NbexecService(Application):
         print(f"Wrote {path}")
 
     async def _serve(self) -> None:
+        files = raise_open_file_limit()
         app = self.make_app()
         server = HTTPServer(app, xheaders=False, max_body_size=self.max_body_size)
         server.listen(self.port, self.ip)
         self.log.info(
-            "nbexec %s listening on %s:%d%s; users' servers via %s",
-            __version__, self.ip, self.port, self.service_prefix, self.proxy_url,
+            "nbexec %s listening on %s:%d%s; users' servers via %s; open files limit %d",
+            __version__, self.ip, self.port, self.service_prefix, self.proxy_url, files,
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -112,3 +112,17 @@ def test_status_model_states() -> None:
     assert pending["state"] == "pending" and pending["pending"] == "spawn"
     assert pending["progress_url"] == "/services/nbexec/api/users/a/servers/s/progress"
     assert status_model("a", "", {"ready": True, "url": "/user/a/"}, prefix)["ready"] is True
+
+
+def test_open_file_limit_is_raised(tmp_path: Path) -> None:
+    """In a child with a low soft limit, the service's helper raises it to the hard one."""
+    code = (
+        "import resource\n"
+        "from nbexec_hub.service.app import raise_open_file_limit\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))\n"
+        "got = raise_open_file_limit()\n"
+        "assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == got > 256, got\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
