@@ -114,7 +114,7 @@ def test_status_model_states() -> None:
     assert status_model("a", "", {"ready": True, "url": "/user/a/"}, prefix)["ready"] is True
 
 
-def test_open_file_limit_is_raised(tmp_path: Path) -> None:
+def test_open_file_limit_is_raised() -> None:
     """In a child with a low soft limit, the service's helper raises it to the hard one."""
     code = (
         "import resource\n"
