@@ -89,10 +89,12 @@ class Forwarder:
         status = await self.hub.server_status(user, server_name)
         if status["ready"]:
             return status
+        just_started = False
         if status["state"] == "stopped" and start:
             if not may_start:
                 raise errors.Forbidden(f"You may not start the server {user}/{server_name}")
             await self.hub.start_server(user, server_name)
+            just_started = True
         elif wait is None:
             raise errors.Conflict(
                 f"The server {user}/{server_name} is not ready ({status['state']})",
@@ -103,7 +105,7 @@ class Forwarder:
                 f"The server {user}/{server_name} is starting; add ?wait=<seconds> to wait",
                 state="pending",
             )
-        return await self.hub.wait_ready(user, server_name, wait)
+        return await self.hub.wait_ready(user, server_name, wait, just_started=just_started)
 
     def auth_headers(self) -> dict[str, str]:
         """The header carrying the service's token upstream (the only place it is used)."""

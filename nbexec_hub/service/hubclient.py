@@ -208,12 +208,18 @@ class HubClient:
         log.info("Asked the hub to start %s/%s", user, server_name)
 
     async def wait_ready(
-        self, user: str, server_name: str, timeout: float, *, poll: float = 0.5
+        self,
+        user: str,
+        server_name: str,
+        timeout: float,
+        *,
+        poll: float = 0.5,
+        just_started: bool = False,
     ) -> dict[str, Any]:
         """Poll until the server is ready: UpstreamTimeout when time runs out, UpstreamError
-        when a spawn in progress ends without a server."""
+        when a spawn in progress (or `just_started`) ends without a server."""
         deadline = time.monotonic() + timeout
-        seen_pending = False
+        seen_pending = just_started
         while True:
             status = await self.server_status(user, server_name, use_cache=False)
             if status["ready"]:
