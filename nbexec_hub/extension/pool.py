@@ -236,7 +236,15 @@ class WarmKernelPool:
             self._cold.discard(kernel_name)
             while queue:
                 pooled = queue.popleft()
-                if await self._is_alive(pooled.kernel_id):
+                try:
+                    alive = await self._is_alive(pooled.kernel_id)
+                except asyncio.CancelledError:
+                    # taken off the pool but not handed out: it must not be left running
+                    task = asyncio.ensure_future(self._shutdown(pooled.kernel_id))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+                    raise
+                if alive:
                     self._fill(kernel_name)
                     self._notify()
                     return self._lease(pooled, notebook_api_path)

@@ -175,7 +175,7 @@ class NotebookRunner:
         last_error: BaseException | None = None
         for attempt in range(1, self.start_attempts + 1):
             try:
-                self._lease = await self.kernels.start(self.kernel_name, self.notebook_api_path)
+                self._lease = await self._lease_kernel()
                 ex.kernel_id, ex.warm_kernel = self._lease.kernel_id, self._lease.warm
                 client = NotebookClient(
                     self.nb,
@@ -203,6 +203,22 @@ class NotebookRunner:
                 await self._release_kernel()
         message = f"kernel {self.kernel_name!r} failed to start: {last_error}"
         raise ExecutionFailed(f"error: {message}", message)
+
+    async def _lease_kernel(self) -> KernelLease:
+        """Start (or take) a kernel; a stop arriving meanwhile still shuts it down."""
+        starting = asyncio.ensure_future(
+            self.kernels.start(self.kernel_name, self.notebook_api_path)
+        )
+        try:
+            return await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            try:
+                lease = await starting
+            except Exception:
+                pass
+            else:
+                await self.kernels.discard(lease.kernel_id)
+            raise
 
     async def _connect(self, client: NotebookClient) -> None:
         """Connect to a kernel known to be ready (a warm one), without a fixed wait.

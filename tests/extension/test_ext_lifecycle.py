@@ -139,3 +139,30 @@ async def test_a_kernel_just_added_to_the_table_has_a_last_activity(jp_fetch, ma
     assert manager.kernels.mkm.kernel_model  # the model reads it with isoformat()
     response = await jp_fetch("api", "kernels")
     assert response.code == 200
+
+
+async def test_a_stop_during_kernel_start_leaves_no_kernel(jp_fetch, run, manager):
+    original = manager.kernels.start
+    started, go_on = asyncio.Event(), asyncio.Event()
+
+    async def slow_start(kernel_name, path):
+        lease = await original(kernel_name, path)
+        started.set()
+        await go_on.wait()
+        return lease
+
+    manager.kernels.start = slow_start
+    ex = manager.get((await run(notebook="noparams.ipynb"))["execution"]["exec_id"])
+    await asyncio.wait_for(started.wait(), 30)
+    assert len(manager.kernels.mkm.list_kernel_ids()) == 1
+    deleting = asyncio.ensure_future(
+        jp_fetch("api", "executions", ex.exec_id, method="DELETE",
+                 headers={"X-Response-Encoding": "chunked"})
+    )
+    while ex.stop_reason is None:  # the DELETE has reached the manager
+        await asyncio.sleep(0.01)
+    go_on.set()
+    assert (await deleting).code == 202
+    await wait_done(ex)
+    assert ex.status == "error: deleted" and ex.output_path is None
+    assert manager.kernels.mkm.list_kernel_ids() == []
