@@ -9,6 +9,8 @@ import signal
 import pytest
 from ext_helpers import read_json, stream_text, wait_done
 
+from nbexec_hub.extension.pool import WarmKernelPool
+
 
 @pytest.fixture
 def jp_server_config():
@@ -149,3 +151,14 @@ async def test_unused_warm_kernels_expire_and_come_back_with_use(run, pool):
     events = await run(chunked=True, notebook="noparams.ipynb")
     assert events[-1]["execution"]["warm_kernel"] is False
     await pool.wait_ready("python3", 1)
+
+
+async def test_which_kernels_are_pooled(jp_serverapp, fake_kernelspec, pool):
+    [app] = jp_serverapp.extension_manager.extension_apps["nbexec_hub"]
+    assert app.pool is pool
+    app.warm_kernels = None  # the default: one of the server's default kernel
+    assert app._python_pool_sizes() == {jp_serverapp.kernel_manager.default_kernel_name: 1}
+    app.warm_kernels = {"python3": 0, fake_kernelspec: 2, "not-installed": 1}
+    assert app._python_pool_sizes() == {}  # size 0, non-Python, unknown: none pooled
+    assert WarmKernelPool._capped({"a": 3, "b": 3}, 4) == {"a": 3, "b": 1}
+

@@ -239,3 +239,12 @@ async def test_kernel_runs_in_the_notebook_folder_and_shows_in_the_kernel_list(
     assert out["metadata"]["language_info"]["name"] == "python"
     assert ex.kernel_id is None and manager.kernels.mkm.list_kernel_ids() == []
     assert not [f for f in os.listdir(jp_root_dir / "sub") if f.endswith(".tmp")]
+
+
+async def test_with_the_pool_off_kernels_come_fresh(jp_serverapp, run, manager):
+    from nbexec_hub.extension.kernels import ServerKernels
+
+    [app] = jp_serverapp.extension_manager.extension_apps["nbexec_hub"]
+    assert app.pool is None and type(manager.kernels) is ServerKernels  # warm_kernels = {}
+    events = await run(chunked=True, notebook="noparams.ipynb")
+    assert events[-1]["execution"]["warm_kernel"] is False
