@@ -50,7 +50,7 @@ def sse_messages(resp: requests.Response) -> Iterator[tuple[str | None, dict[str
     """(id, event) of each SSE message of a streamed response, as they arrive."""
     ident: str | None = None
     data: list[str] = []
-    for raw in resp.iter_lines(chunk_size=1, decode_unicode=True):
+    for raw in resp.iter_lines(chunk_size=None, decode_unicode=True):
         if raw == "":
             if data:
                 yield ident, json.loads("\n".join(data))
@@ -63,7 +63,7 @@ def sse_messages(resp: requests.Response) -> Iterator[tuple[str | None, dict[str
 
 def ndjson_events(resp: requests.Response) -> Iterator[dict[str, Any]]:
     """Each JSON line of a chunked response, as it arrives."""
-    for line in resp.iter_lines(chunk_size=1):
+    for line in resp.iter_lines(chunk_size=None):
         if line.strip():
             yield json.loads(line)
 

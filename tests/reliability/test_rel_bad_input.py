@@ -77,13 +77,9 @@ def test_body_over_the_extension_limit_is_413(alice: Caller) -> None:
 
 
 def test_body_over_the_service_limit_is_a_json_4xx(alice: Caller) -> None:
-    """150 MB is past tornado's default body limit of the service itself (100 MB).
-
-    KNOWN FAILURE (service, part B): tornado's HTTPServer drops the connection on a body
-    over ``max_body_size`` without any answer, so the caller gets the proxy's 503 HTML
-    page; the service has no limit of its own that answers 413 JSON (issue 6: "huge
-    bodies (a configurable limit)").
-    """
+    """150 MB is past tornado's default body limit (100 MB): the service itself must say
+    413 in JSON rather than drop the connection (the caller would then get the proxy's
+    503 page)."""
     body = b"notebook=bad%2Fnb.ipynb&big=" + b"x" * (150 * 1024 * 1024)
     try:
         resp = alice.request("POST", EXECS, data=body, headers=FORM, timeout=120)
@@ -224,8 +220,7 @@ def test_non_utf8_in_the_path_straight_to_the_service(realhub: RealHub, alice: C
 
 
 def test_unknown_service_api_routes_are_json_404(alice: Caller) -> None:
-    """KNOWN FAILURE (service, part B): tornado's default HTML 404 page answers unknown
-    paths below ``/services/nbexec/api/`` (e.g. ``api/users/alice/`` or ``api/nope``)."""
+    """Not tornado's HTML 404 page: JSON, like every other API answer."""
     for path in ("api/nope", "api/users/alice/", "api/users/alice/servers/", "api/users"):
         assert_json_4xx(alice.request("GET", path), 404)
 

@@ -64,8 +64,7 @@ def test_user_server_killed_mid_run_ends_the_relay_then_409_stopped(
 
     Issue 6 asks that the relay then *ends with a clear final event* (the service cannot
     get one from a dead server, so it has to say so itself) and that the service answers
-    409 ``stopped``. KNOWN FAILURE (service, part B): the 409 works, but both relays just
-    break off (the chunked one without its final chunk) and no final event is sent.
+    409 ``stopped``.
     """
     hub = realhub_factory()
     hub.start_server("alice")
