@@ -111,6 +111,8 @@ class NotebookRunner:
         self._lease: KernelLease | None = None
         self._client: NotebookClient | None = None
         self._current: tuple[NotebookNode, datetime] | None = None
+        #: the kernel_info reply seen while connecting to a warm kernel (saves a round trip)
+        self._kernel_info: dict[str, Any] | None = None
         #: whether any cell started: a run that ends before that "failed to start"
         self.cell_started = False
         #: whether the output notebook was written
@@ -243,6 +245,7 @@ class NotebookRunner:
             if reply["parent_header"].get("msg_id") != msg_id:
                 continue
             if await self._iopub_idle(kc, msg_id, 0.5):
+                self._kernel_info = reply
                 return
         raise RuntimeError("the warm kernel did not answer kernel_info in time")
 
@@ -293,7 +296,7 @@ class NotebookRunner:
     async def _execute(self) -> None:
         client = await self._start_kernel()
         assert client.kc is not None
-        info = await client.async_wait_for_reply(client.kc.kernel_info())
+        info = self._kernel_info or await client.async_wait_for_reply(client.kc.kernel_info())
         if info is not None and "language_info" in info["content"]:
             self.nb.metadata["language_info"] = info["content"]["language_info"]
         indexes = runnable_cells(self.nb)
