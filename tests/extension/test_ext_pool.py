@@ -48,6 +48,7 @@ async def test_a_pooled_kernel_runs_in_the_notebook_folder(run, pool, jp_root_di
     assert stream_text(out.cells[0]).strip() == str(jp_root_dir / "sub")
     assert (jp_root_dir / "sub" / "written.txt").read_text() == "hi"
     assert out.cells[0].execution_count == 1  # the preparation left no trace
+    assert out.metadata.language_info.name == "python"
 
 
 async def test_pooled_runs_match_fresh_runs(run, pool, manager, jp_root_dir):
