@@ -37,6 +37,16 @@ FINAL = ("notebook_complete", "notebook_error")
 def test_kernel_killed_mid_run_ends_the_relay_with_an_error(
     realhub: RealHub, alice_token: str, alice_server: Any
 ) -> None:
+    """SIGKILL of the kernel between two cells: the run ends with ``notebook_error``.
+
+    KNOWN INTERMITTENT FAILURE (extension, part A), about one run in three here: the
+    kernels of executions (fresh and warm ones alike come from a MappingKernelManager)
+    keep jupyter_client's auto-restarter. When the restarter notices the death before
+    nbclient's liveness poll does, the log says "AsyncIOLoopKernelRestarter: restarting
+    kernel (1/5)", nbclient sees a live kernel again and waits forever for the reply of
+    the cell that was running, and the run never ends. Execution kernels need
+    ``autorestart`` off (or a restart callback that fails the run).
+    """
     realhub.put_notebook("alice", "rel/pid.ipynb", pid_notebook())
     caller = Caller(realhub, alice_token)
     resp = caller.request(
@@ -48,7 +58,11 @@ def test_kernel_killed_mid_run_ends_the_relay_with_an_error(
     pid = next(int(first_output_text(e)) for e in events if e["event"] == "end")
     kill(pid)
     started = time.monotonic()
-    rest = list(events)
+    try:
+        rest = list(events)
+    except requests.exceptions.RequestException as exc:
+        log = "\n".join(realhub.log_text().splitlines()[-30:])
+        pytest.fail(f"no final event within a minute of killing kernel {pid} ({exc}):\n{log}")
     assert time.monotonic() - started < 30
     assert rest and rest[-1]["event"] == "notebook_error", rest[-1:]
     model = rest[-1]["execution"]
