@@ -179,6 +179,9 @@ class NotebookRunner:
             try:
                 self._lease = await self._lease_kernel()
                 ex.kernel_id, ex.warm_kernel = self._lease.kernel_id, self._lease.warm
+                # a kernel revived behind nbclient's back has lost the run's state, and
+                # nbclient would wait forever for the interrupted cell: let death be death
+                self._lease.manager.stop_restarter()
                 client = NotebookClient(
                     self.nb,
                     km=self._lease.manager,
