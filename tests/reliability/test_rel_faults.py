@@ -39,13 +39,9 @@ def test_kernel_killed_mid_run_ends_the_relay_with_an_error(
 ) -> None:
     """SIGKILL of the kernel between two cells: the run ends with ``notebook_error``.
 
-    KNOWN INTERMITTENT FAILURE (extension, part A), about one run in three here: the
-    kernels of executions (fresh and warm ones alike come from a MappingKernelManager)
-    keep jupyter_client's auto-restarter. When the restarter notices the death before
-    nbclient's liveness poll does, the log says "AsyncIOLoopKernelRestarter: restarting
-    kernel (1/5)", nbclient sees a live kernel again and waits forever for the reply of
-    the cell that was running, and the run never ends. Execution kernels need
-    ``autorestart`` off (or a restart callback that fails the run).
+    Run it a few times when touching kernel handling: it once failed one run in three,
+    while execution kernels kept jupyter_client's auto-restarter (a revived kernel made
+    the run wait forever for the interrupted cell).
     """
     realhub.put_notebook("alice", "rel/pid.ipynb", pid_notebook())
     caller = Caller(realhub, alice_token)
