@@ -27,20 +27,30 @@ from .forward import Forwarder, parse_start_wait
 from .hubclient import HubClient
 
 
-class ServiceHandler(JSONErrorMixin, HubOAuthenticated, web.RequestHandler):
-    """Base class: the caller's hub identity (API paths answer 401 JSON without one)."""
+class SettingsHubAuthMixin:
+    """`hub_auth` is the service's one `HubOAuth`, from the application's settings.
 
-    #: False for handlers anyone may call (health probes)
-    requires_login = True
-    caller: dict[str, Any] | None = None
+    It holds the login states (PKCE verifiers) and the token cache; the stock handlers
+    would each build a separate `HubOAuth.instance()`.
+    """
+
+    settings: dict[str, Any]
 
     @property
-    def hub_auth(self) -> HubOAuth:  # type: ignore[override]
+    def hub_auth(self) -> HubOAuth:
         return self.settings["hub_auth"]
 
     @hub_auth.setter
     def hub_auth(self, value: HubOAuth) -> None:  # pragma: no cover - settings hold it
         pass
+
+
+class ServiceHandler(SettingsHubAuthMixin, JSONErrorMixin, HubOAuthenticated, web.RequestHandler):
+    """Base class: the caller's hub identity (API paths answer 401 JSON without one)."""
+
+    #: False for handlers anyone may call (health probes)
+    requires_login = True
+    caller: dict[str, Any] | None = None
 
     @property
     def hub(self) -> HubClient:
@@ -87,25 +97,22 @@ class ServiceHandler(JSONErrorMixin, HubOAuthenticated, web.RequestHandler):
 
     # -- authorization, mirroring the hub's scopes -------------------------
 
-    def _is_self(self, user: str) -> bool:
+    def _owns_or_has(self, scope: str, user: str, server_name: str) -> bool:
+        """Whether the caller is the user, or holds ``scope`` on the server U/S."""
         caller = self.caller or {}
-        return caller.get("kind", "user") == "user" and caller.get("name") == user
+        if caller.get("kind", "user") == "user" and caller.get("name") == user:
+            return True
+        return bool(
+            self.hub_auth.check_scopes(f"{scope}!server={user}/{server_name}", self.caller)
+        )
 
     def may_access(self, user: str, server_name: str) -> bool:
         """Whether the caller may use the server U/S (its owner, or access:servers)."""
-        if self._is_self(user):
-            return True
-        return bool(
-            self.hub_auth.check_scopes(f"access:servers!server={user}/{server_name}", self.caller)
-        )
+        return self._owns_or_has("access:servers", user, server_name)
 
     def may_start(self, user: str, server_name: str) -> bool:
         """Whether the caller may start the server U/S (its owner, or start:servers)."""
-        if self._is_self(user):
-            return True
-        return bool(
-            self.hub_auth.check_scopes(f"start:servers!server={user}/{server_name}", self.caller)
-        )
+        return self._owns_or_has("start:servers", user, server_name)
 
     def check_access(self, user: str, server_name: str) -> None:
         if not self.may_access(user, server_name):
@@ -117,20 +124,12 @@ class ServiceHandler(JSONErrorMixin, HubOAuthenticated, web.RequestHandler):
         self.finish(json.dumps(model))
 
 
-class OAuthCallbackHandler(HubOAuthCallbackHandler):
+class OAuthCallbackHandler(SettingsHubAuthMixin, HubOAuthCallbackHandler):
     """`GET /oauth_callback`: the hub's OAuth callback, with the service's `HubOAuth`.
 
     That object holds the login states (PKCE verifiers) stored when a page redirected to
     login; the stock handler would look them up in a separate `HubOAuth.instance()`.
     """
-
-    @property
-    def hub_auth(self) -> HubOAuth:  # type: ignore[override]
-        return self.settings["hub_auth"]
-
-    @hub_auth.setter
-    def hub_auth(self, value: HubOAuth) -> None:  # pragma: no cover - settings hold it
-        pass
 
     async def prepare(self) -> None:
         # resolved here so that the callback's `current_user` never blocks the event loop
