@@ -1,163 +1,33 @@
-"""A Python client for the Execution API, through the hub service or straight to one server.
-
-Two targets share one interface (`NbexecClient`):
-
-- `NbexecClient.for_hub(hub_url, token, user, server_name)` talks to the hub service at
-  ``<hub_url>/services/nbexec/api/users/<user>[/servers/<name>]/…`` with a hub API token;
-- `NbexecClient.for_server(server_url, token)` talks to one Jupyter server's
-  ``<server_url>/api/executions…`` with that server's token.
-
-Models are returned as plain dicts, exactly as the server sends them (CONTRACT A.1). Every
-failure is an `NbexecAPIError` carrying the HTTP status (``None`` when no answer came) and
-the server's message. Streams are read as they arrive; a stream that drops before its final
-event is resumed from the last ``seq`` with ``GET …/progress`` and ``Last-Event-ID``.
-"""
+"""`NbexecClient`: the Execution API's calls, through the hub service or to one server."""
 
 from __future__ import annotations
 
-import json
-import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from collections.abc import Iterator, Mapping
+from typing import Any
 from urllib.parse import quote
 
 import requests
 
-log = logging.getLogger(__name__)
-
-Event = dict[str, Any]
-EventCallback = Callable[[Event], None]
+from .errors import NbexecAPIError
+from .streams import (
+    Event,
+    EventCallback,
+    drain_events,
+    follow_run_stream,
+    resumed_progress,
+)
+from .target import Target, hub_target, server_target
 
 #: parameters of POST /api/executions that are not notebook parameters (CONTRACT A.3)
 RESERVED_PARAMS = frozenset(
     {"notebook", "output_path", "overwrite", "jupyter_kernel", "cell_timeout"}
 )
 
-#: events that end an execution's stream
-FINAL_EVENTS = frozenset({"notebook_complete", "notebook_error"})
-
 #: seconds to wait for a TCP connection; streams have no read timeout (a cell may run for hours)
 CONNECT_TIMEOUT = 10.0
 #: read timeout of requests that answer at once
 READ_TIMEOUT = 60.0
-
-
-class NbexecAPIError(Exception):
-    """A failed request: its HTTP ``status`` (None: no answer) and the server's ``message``."""
-
-    def __init__(self, message: str, status: int | None = None, body: Any = None) -> None:
-        super().__init__(f"{status} {message}" if status else message)
-        self.status = status
-        self.message = message
-        #: the decoded JSON error body when there was one (e.g. with ``state`` for a 409)
-        self.body = body
-
-    @classmethod
-    def from_response(cls, response: requests.Response) -> NbexecAPIError:
-        """Build the error from a failed response, preferring its JSON ``message``."""
-        body: Any = None
-        message = response.reason or "HTTP error"
-        try:
-            body = response.json()
-        except ValueError:
-            text = response.text.strip()
-            if text:
-                message = text[:500]
-        else:
-            if isinstance(body, dict) and body.get("message"):
-                message = str(body["message"])
-        return cls(message, status=response.status_code, body=body)
-
-
-class StreamInterrupted(Exception):
-    """A stream ended before its final event (internal: triggers a resume)."""
-
-
-@dataclass
-class Target:
-    """Where requests go: the URL the ``executions`` resource hangs below, plus auth."""
-
-    #: URL ending in ``/`` below which ``executions`` lives
-    api_url: str
-    token: str | None = None
-    #: ``hub`` (through the service) or ``server`` (straight to a Jupyter server)
-    kind: str = "server"
-    #: for ``hub``: the URL of the user's server status resource
-    server_url: str | None = None
-    #: query parameters added to execution requests (the service's ``start``/``wait``)
-    extra_query: dict[str, str] = field(default_factory=dict)
-
-
-def hub_target(
-    hub_url: str, token: str | None, user: str, server_name: str = ""
-) -> Target:
-    """The target for ``user``'s server ``server_name`` through the hub service."""
-    root = hub_url.rstrip("/") + "/services/nbexec/api/users/" + quote(user, safe="") + "/"
-    if server_name:
-        server = root + "servers/" + quote(server_name, safe="")
-    else:
-        server = root + "server"
-    return Target(api_url=server + "/" if server_name else root, token=token, kind="hub",
-                  server_url=server)
-
-
-def server_target(server_url: str, token: str | None) -> Target:
-    """The target for one Jupyter server at ``server_url`` (its base URL)."""
-    return Target(api_url=server_url.rstrip("/") + "/api/", token=token, kind="server",
-                  server_url=server_url.rstrip("/") + "/")
-
-
-def iter_stream_events(response: requests.Response) -> Iterator[Event]:
-    """Decode a streamed body as it arrives: NDJSON, or Server-Sent Events by Content-Type."""
-    sse = "text/event-stream" in response.headers.get("Content-Type", "")
-    data_lines: list[str] = []
-    last_id: str | None = None
-    for line in _iter_lines(response.iter_content(chunk_size=None)):
-        if not sse:
-            if line.strip():
-                yield json.loads(line)
-            continue
-        if line == "":
-            if data_lines:
-                event = json.loads("\n".join(data_lines))
-                if last_id is not None and "seq" not in event and last_id.isdigit():
-                    event["seq"] = int(last_id)
-                yield event
-            data_lines = []
-        elif line.startswith(":"):
-            continue  # keep-alive comment
-        else:
-            name, _, value = line.partition(":")
-            value = value[1:] if value.startswith(" ") else value
-            if name == "data":
-                data_lines.append(value)
-            elif name == "id":
-                last_id = value
-
-
-def _iter_lines(chunks: Iterable[bytes]) -> Iterator[str]:
-    """Split byte chunks into text lines, yielding each as soon as its newline arrives."""
-    pending = b""
-    for chunk in chunks:
-        if not chunk:
-            continue
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
-        for raw in lines:
-            yield raw.rstrip(b"\r").decode("utf-8")
-    if pending.strip():
-        yield pending.decode("utf-8")
-
-
-def _drain(events: Iterable[Event], on_event: EventCallback | None) -> dict[str, Any]:
-    """Pass every event to ``on_event``; the model of the final one."""
-    final: Event = {}
-    for final in events:
-        if on_event is not None:
-            on_event(final)
-    return final["execution"]
 
 
 def _form_value(value: Any) -> str:
@@ -309,7 +179,7 @@ class NbexecClient:
             "POST", self._url(), stream=True,
             headers={"X-Response-Encoding": "chunked", **kwargs.pop("headers", {})}, **kwargs,
         )
-        return self._follow(response, None, on_event)
+        return follow_run_stream(response, on_event, resume=self.progress)
 
     @staticmethod
     def _run_body(
@@ -342,71 +212,25 @@ class NbexecClient:
     def progress(self, exec_id: str, after_seq: int | None = None) -> Iterator[Event]:
         """Every event of an execution (after ``after_seq``), live, until its final event;
         a dropped stream is resumed."""
-        last = after_seq
-        attempts = 0
-        while True:
+
+        def open_stream(last: int | None) -> requests.Response:
             # SSE rather than NDJSON for its keep-alives: silence means a dead connection
             headers = {"Accept": "text/event-stream"}
             if last is not None:
                 headers["Last-Event-ID"] = str(last)
-            try:
-                response = self._request(
-                    "GET", self._url(exec_id, "progress"), stream=True, headers=headers,
-                    idle_timeout=self.idle_timeout,
-                )
-                with response:
-                    for event in iter_stream_events(response):
-                        seq = event.get("seq")
-                        if seq is not None and last is not None and seq <= last:
-                            continue  # already seen (a server that ignores Last-Event-ID)
-                        if seq is not None:
-                            last = seq
-                        attempts = 0
-                        yield event
-                        if event.get("event") in FINAL_EVENTS:
-                            return
-                raise StreamInterrupted("progress stream ended before the final event")
-            except (StreamInterrupted, requests.RequestException, NbexecAPIError, ValueError) as e:
-                # ValueError: a line cut in the middle when the connection closed
-                if isinstance(e, NbexecAPIError) and e.status is not None:
-                    raise
-                attempts += 1
-                if attempts > self.max_resume_attempts:
-                    raise NbexecAPIError(
-                        f"progress stream of {exec_id} lost after {attempts - 1} retries: {e}"
-                    ) from e
-                log.info("progress stream of %s dropped (%s); resuming after seq %s",
-                         exec_id, e, last)
-                time.sleep(self.resume_delay * attempts)
+            return self._request(
+                "GET", self._url(exec_id, "progress"), stream=True, headers=headers,
+                idle_timeout=self.idle_timeout,
+            )
+
+        return resumed_progress(
+            open_stream, exec_id, after_seq,
+            max_attempts=self.max_resume_attempts, delay=self.resume_delay,
+        )
 
     def follow(self, exec_id: str, on_event: EventCallback | None = None) -> dict[str, Any]:
         """Follow an execution's progress to its end and return the final model."""
-        return _drain(self.progress(exec_id), on_event)
-
-    def _follow(
-        self, response: requests.Response, exec_id: str | None, on_event: EventCallback | None
-    ) -> dict[str, Any]:
-        """Read a chunked run stream; if it drops, go on with ``progress`` from the last seq."""
-        count = 0
-        last_seq: int | None = None
-        try:
-            with response:
-                for event in iter_stream_events(response):
-                    # a POST stream may omit seq: its events are the execution's from 0 on
-                    last_seq = event.get("seq", count)
-                    count += 1
-                    if exec_id is None and "execution" in event:
-                        exec_id = event["execution"]["exec_id"]
-                    if on_event is not None:
-                        on_event(event)
-                    if event.get("event") in FINAL_EVENTS:
-                        return event["execution"]
-        except (requests.RequestException, ValueError) as e:
-            log.info("run stream dropped: %s", e)
-        if exec_id is None:
-            raise NbexecAPIError("the run stream ended before the execution started")
-        log.info("resuming %s after seq %s", exec_id, last_seq)
-        return _drain(self.progress(exec_id, after_seq=last_seq), on_event)
+        return drain_events(self.progress(exec_id), on_event)
 
     def shutdown(self, exec_id: str, wait: bool = True) -> dict[str, Any] | None:
         """Shut an execution's kernel down; with ``wait`` return the model once it is done."""
