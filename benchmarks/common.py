@@ -1,5 +1,7 @@
 """Shared helpers of the benchmark scripts: run counts, statistics, notebooks, a Jupyter server.
 
+`jupyter_server` (a ``jupyter server`` subprocess on a free port) comes from tests/servers.py.
+
 Benchmarks are scripts, never tests: each measures and prints, none asserts a time.
 ``BENCH_QUICK=1`` shrinks every run count so CI can check that the scripts still work.
 """
@@ -10,22 +12,21 @@ import contextlib
 import json
 import os
 import platform
-import secrets
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import nbformat
-import requests
 
 REPO = Path(__file__).resolve().parent.parent
+# the tests' server helpers: a `jupyter server` subprocess started the same way as in tests
+sys.path.insert(0, str(REPO / "tests"))
+
+from servers import jupyter_server  # noqa: E402,F401  (bench_execute uses common.jupyter_server)
+
 #: the interpreter of the project's venv (benchmarks start servers with it)
 PYTHON = sys.executable
 BIN = Path(PYTHON).parent
@@ -125,13 +126,6 @@ def print_rows(title: str, rows: Sequence[Row]) -> None:
     sys.stdout.flush()
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def trivial_notebook(cells: int = 10) -> nbformat.NotebookNode:
     """The benchmark notebook: a parameters cell, then ``cells - 1`` trivial code cells."""
     nb = nbformat.v4.new_notebook()
@@ -159,80 +153,3 @@ def write_notebook(nb: nbformat.NotebookNode, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, str(path))
     return path
-
-
-def wait_for_http(url: str, timeout: float = 60.0, headers: dict[str, str] | None = None) -> None:
-    """Poll a URL until it answers anything below 500."""
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(url, headers=headers, timeout=5).status_code < 500:
-                return
-        except requests.RequestException as exc:
-            last = exc
-        time.sleep(0.2)
-    raise TimeoutError(f"{url} did not answer within {timeout}s ({last})")
-
-
-def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
-    """Terminate a process we started (then kill it if it lingers)."""
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout)
-
-
-@dataclass
-class JupyterServer:
-    """A plain ``jupyter server`` subprocess with the extension enabled."""
-
-    url: str
-    token: str
-    root: Path
-    proc: subprocess.Popen
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"token {self.token}"}
-
-
-@contextlib.contextmanager
-def jupyter_server(root: Path, *args: str) -> Iterator[JupyterServer]:
-    """Start ``jupyter server`` on a free port serving ``root``; stop it afterwards."""
-    port = free_port()
-    token = secrets.token_hex(16)
-    log = open(root.parent / f"jupyter-server-{port}.log", "wb")  # noqa: SIM115
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTERHUB_")}
-    env["JUPYTER_RUNTIME_DIR"] = str(root.parent / f"runtime-{port}")
-    proc = subprocess.Popen(
-        [
-            PYTHON, "-m", "jupyter_server", "--no-browser", "--allow-root",
-            f"--ServerApp.port={port}", "--ServerApp.ip=127.0.0.1",
-            f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-            "--ServerApp.port_retries=0", *args,
-        ],
-        stdout=log, stderr=subprocess.STDOUT, cwd=root, env=env,
-    )
-    server = JupyterServer(f"http://127.0.0.1:{port}", token, root, proc)
-    try:
-        wait_for_http(f"{server.url}/api/status", headers=server.headers)
-        yield server
-    finally:
-        stop_process(proc)
-        log.close()
-
-
-def chp_path() -> str:
-    """configurable-http-proxy from the repo's node_modules (the real one, pinned)."""
-    local = REPO / "node_modules" / ".bin" / "configurable-http-proxy"
-    if local.exists():
-        return str(local)
-    found = shutil.which("configurable-http-proxy")
-    if not found:
-        raise RuntimeError("configurable-http-proxy not found: run `npm install` (make bench does)")
-    return found

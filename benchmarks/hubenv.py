@@ -18,12 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import common
+import common  # puts tests/ on sys.path, for realhub
 import nbformat
-
-sys.path.insert(0, str(common.REPO / "tests"))
-
-from realhub import RealHub  # noqa: E402
+from realhub import RealHub
 
 #: a named server "cold" runs without the extension's warm kernel pool (for comparisons)
 COLD_SERVER = "cold"

@@ -48,7 +48,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -61,19 +60,13 @@ from urllib.parse import quote
 import nbformat
 import pytest
 import requests
+from servers import free_port, stop_process, wait_until_up
 
 REPO = Path(__file__).resolve().parent.parent
 CHP = REPO / "node_modules" / ".bin" / "configurable-http-proxy"
 HUB_CONFIG = REPO / "hub_config" / "jupyterhub_config.py"
 BIN = Path(sys.executable).parent
 USERS = ("alice", "bob", "admin")
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def tiny_notebook(source: str = "x = 1\nprint('hello', x)") -> nbformat.NotebookNode:
@@ -85,6 +78,16 @@ def tiny_notebook(source: str = "x = 1\nprint('hello', x)") -> nbformat.Notebook
     nb.metadata["kernelspec"] = {
         "name": "python3", "display_name": "Python 3", "language": "python"
     }
+    return nb
+
+
+def slow_notebook(cells: int = 4, seconds: float = 0.7) -> nbformat.NotebookNode:
+    """`tiny_notebook`'s parameters cell, then code cells that each sleep and print their number."""
+    nb = tiny_notebook()
+    nb.cells = nb.cells[:1] + [
+        nbformat.v4.new_code_cell(f"import time\ntime.sleep({seconds})\nprint('cell', {i})")
+        for i in range(cells)
+    ]
     return nb
 
 
@@ -179,21 +182,16 @@ c.JupyterHub.log_level = "DEBUG" if {bool(os.environ.get("REALHUB_DEBUG"))!r} el
             start_new_session=True,
         )
         log.close()
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"jupyterhub exited early:\n{self.log_text()[-4000:]}")
-            try:
-                if (
-                    requests.get(self.hub_api + "/", timeout=2).status_code == 200
-                    and requests.get(self.service_url("api/health"), timeout=2).status_code == 200
-                ):
-                    return
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"jupyterhub did not come up:\n{self.log_text()[-4000:]}")
-            time.sleep(0.2)
+        wait_until_up(
+            self.proc,
+            lambda: (
+                requests.get(self.hub_api + "/", timeout=2).status_code == 200
+                and requests.get(self.service_url("api/health"), timeout=2).status_code == 200
+            ),
+            "jupyterhub",
+            self.log_text,
+            timeout,
+        )
 
     def stop(self, *, stop_servers: bool = True) -> None:
         """Stop jupyterhub (and, by default, every user's server first)."""
@@ -208,13 +206,7 @@ c.JupyterHub.log_level = "DEBUG" if {bool(os.environ.get("REALHUB_DEBUG"))!r} el
                         self.stop_server(user, name, wait=False)
                 except requests.RequestException:
                     pass
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
+        stop_process(self.proc, 30, group=True)
         if stop_servers:
             for pid in self._known_pids:
                 try:
@@ -394,4 +386,4 @@ def pytest_report_header(config: Any) -> str:
     return f"realhub: configurable-http-proxy {'found' if CHP.exists() else 'MISSING'} at {CHP}"
 
 
-__all__ = ["RealHub", "free_port", "tiny_notebook"]
+__all__ = ["RealHub", "slow_notebook", "tiny_notebook"]

@@ -3,55 +3,20 @@ extension (loaded because the package is installed) and a TCP proxy that can cut
 
 from __future__ import annotations
 
-import ctypes
-import os
 import re
-import secrets
 import shutil
-import signal
 import socket
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import requests
+import servers
+from servers import JupyterServer
 
 from nbexec_hub.client import NbexecClient
 
 FILES = Path(__file__).parent / "files"
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM when pytest dies (a hard timeout skips fixture teardown)."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
-@dataclass
-class JupyterServer:
-    """A running `jupyter server`: its base URL, token and root directory."""
-
-    url: str
-    token: str
-    root: Path
-
-    def client(self, url: str | None = None) -> NbexecClient:
-        """A direct client, optionally through another URL (a proxy) to the same server."""
-        return NbexecClient.for_server(url or self.url, self.token)
 
 
 @pytest.fixture(scope="module")
@@ -60,46 +25,8 @@ def jupyter_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Jupyter
     root = tmp_path_factory.mktemp("root")
     for nb in FILES.glob("*.ipynb"):
         shutil.copy(nb, root / nb.name)
-    port = free_port()
-    token = secrets.token_hex(16)
-    env = dict(os.environ)
-    for name in [k for k in env if k.startswith(("JUPYTERHUB_", "JUPYTER_SERVER_URL"))]:
-        del env[name]
-    env["JUPYTER_RUNTIME_DIR"] = str(tmp_path_factory.mktemp("runtime"))
-    log = open(root.parent / f"server-{port}.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root",
-         "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
-         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-         "--ServerApp.port_retries=0"],
-        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root,
-        preexec_fn=_die_with_parent,
-    )
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"jupyter server exited: {(root.parent / log.name).read_text()}")
-            try:
-                r = requests.get(url + "api/status", headers={"Authorization": f"token {token}"},
-                                 timeout=2)
-                if r.status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("jupyter server did not come up in 60 s")
-            time.sleep(0.2)
-        yield JupyterServer(url=url, token=token, root=root)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+    with servers.jupyter_server(root) as server:
+        yield server
 
 
 @pytest.fixture
@@ -211,7 +138,7 @@ def _close(s: socket.socket) -> None:
 def cutting_proxy(jupyter_server: JupyterServer) -> Iterator[type[CuttingProxy]]:
     """A factory of `CuttingProxy` in front of the Jupyter server, closed after the test."""
     made: list[CuttingProxy] = []
-    port = int(jupyter_server.url.rsplit(":", 1)[1].strip("/"))
+    port = jupyter_server.port
 
     def make(pattern: bytes, cuts: int = 1, stall: bool = False) -> CuttingProxy:
         proxy = CuttingProxy(port, pattern, cuts, stall)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from servers import free_port
 
 from nbexec_hub.cli import main
 from nbexec_hub.cli.parser import (
@@ -23,8 +24,6 @@ from nbexec_hub.cli.parser import (
     make_client,
 )
 from nbexec_hub.client import iter_stream_events
-
-from .conftest import free_port
 
 SUBCOMMANDS = ["run", "list", "show", "progress", "shutdown", "delete", "status", "parameters"]
 

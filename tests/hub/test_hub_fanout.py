@@ -10,7 +10,7 @@ import asyncio
 import json
 from typing import Any
 
-from realhub import free_port
+from servers import free_port
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient
 from tornado.httpserver import HTTPServer

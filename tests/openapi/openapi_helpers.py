@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,28 +35,3 @@ def concrete(template: str, **values: str) -> str:
     samples = {"exec_id": "0b7a4e8e-5f2e-4a57-9d3c-3f1c2f1e9a11", "user": "alice",
                "server_name": "s1", "path": "nb.ipynb", **values}
     return re.sub(r"\{(\w+)\}", lambda m: samples[m.group(1)], template)
-
-
-def tiny_notebook() -> nbformat.NotebookNode:
-    """Two quick cells, a parameters cell first."""
-    nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell("x = 1")
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, nbformat.v4.new_code_cell("print(x)")]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
-    return nb
-
-
-@dataclass
-class JupyterServer:
-    """A `jupyter server` subprocess: its URL (no trailing slash), token and root."""
-
-    url: str
-    token: str
-    root: Path
-    log: Path
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"token {self.token}"}

@@ -14,15 +14,10 @@ from typing import Any
 
 import pytest
 import requests
-from openapi_helpers import (
-    SERVICE_PREFIX,
-    JupyterServer,
-    concrete,
-    load_spec,
-    operations,
-    tiny_notebook,
-)
+from openapi_helpers import SERVICE_PREFIX, concrete, load_spec, operations
 from openapi_spec_validator import validate
+from realhub import tiny_notebook
+from servers import JupyterServer
 from tornado import web
 
 SPEC = load_spec()
@@ -191,7 +186,7 @@ def alice_named_server(realhub: Any) -> Any:
 def test_every_documented_service_operation_answers(
     realhub: Any, alice_token: str, alice_server: Any, alice_named_server: str
 ) -> None:
-    realhub.put_notebook("alice", "nb.ipynb", tiny_notebook())
+    realhub.put_notebook("alice", "nb.ipynb", tiny_notebook("print(x)"))
     headers = {"Authorization": f"token {alice_token}"}
     bad = []
     for path, method in SERVICE_OPS:
