@@ -29,29 +29,23 @@ def _service_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def test_refuses_to_start_without_a_proxy_url(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "nbexec_hub.service"],
-        env=_service_env(),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
+def _run_service(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run ``python -m nbexec_hub.service`` to its end, as a hub would but without a hub."""
+    return subprocess.run(
+        [sys.executable, "-m", "nbexec_hub.service", *args],
+        env=_service_env(), cwd=cwd, capture_output=True, text=True, timeout=60,
     )
+
+
+def test_refuses_to_start_without_a_proxy_url(tmp_path: Path) -> None:
+    proc = _run_service(tmp_path)
     assert proc.returncode != 0
     assert "c.JupyterHub.public_url" in proc.stderr
     assert "JUPYTERHUB_HOST" in proc.stderr
 
 
 def test_generate_config(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "nbexec_hub.service", "--generate-config"],
-        env=_service_env(),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = _run_service(tmp_path, "--generate-config")
     assert proc.returncode == 0, proc.stderr
     text = (tmp_path / "nbexec_service_config.py").read_text()
     for trait in ("proxy_url", "readiness_cache_seconds", "keepalive_seconds", "max_streams"):
