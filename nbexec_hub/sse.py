@@ -1,4 +1,4 @@
-"""Server-Sent Events framing, shared by the extension's and the service's streams."""
+"""Server-Sent Events framing and stream sending, shared by the extension and the service."""
 
 from __future__ import annotations
 
@@ -43,3 +43,16 @@ def parse_last_event_id(value: str | None) -> int | None:
     except ValueError:
         return None
     return seq if seq >= 0 else None
+
+
+def send_at_once(handler: Any) -> None:
+    """Make a tornado handler's connection send each flushed write at once (TCP_NODELAY).
+
+    A stream writes small pieces (headers, then one event at a time). With Nagle's
+    algorithm on, which tornado leaves on while a response is open, a piece waits for
+    the peer to acknowledge the previous one, and a peer delaying its ACK holds each
+    event back by up to 40 ms. Tornado turns it off again when the response ends.
+    """
+    stream = getattr(getattr(getattr(handler, "request", None), "connection", None), "stream", None)
+    if stream is not None and not stream.closed():
+        stream.set_nodelay(True)

@@ -22,6 +22,7 @@ from ..sse import (
     format_event,
     keepalive_comment,
     parse_last_event_id,
+    send_at_once,
     wants_event_stream,
 )
 from .execution import Execution
@@ -110,6 +111,7 @@ class ExecutionsAPIHandler(JSONErrorMixin, APIHandler):
             self.set_header("Cache-Control", "no-cache")
             self.set_header("X-Accel-Buffering", "no")
         keepalive = self.settings.get("nbexec_keepalive_seconds", 15.0) if sse else None
+        send_at_once(self)
         next_seq, first = start_seq, True
         try:
             while True:

@@ -133,6 +133,7 @@ class Relay:
                 handler.set_header("Cache-Control", "no-cache")
                 handler.set_header("X-Accel-Buffering", "no")
         if self.streamed:
+            sse.send_at_once(handler)
             handler.flush()
 
     def _on_chunk(self, chunk: bytes) -> None:
