@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from hubhelpers import Service, slow_notebook
-from realhub import RealHub
+from realhub import RealHub, slow_notebook
+from service_calls import Service
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import requests
-from hubhelpers import Service, executions_path
 from realhub import RealHub
+from service_calls import Service, executions_path
 
 
 def test_no_token_is_401_json(realhub: RealHub) -> None:

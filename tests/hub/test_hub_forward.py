@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from hubhelpers import Service, executions_path
 from realhub import RealHub
+from service_calls import Service, executions_path
 
 EXECS = executions_path("alice")
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import time
 
-from hubhelpers import Service, executions_path, slow_notebook
+from realhub import slow_notebook
+from service_calls import Service, executions_path
 
 
 def test_keepalive_comments_during_a_quiet_cell(realhub_factory) -> None:  # type: ignore[no-untyped-def]

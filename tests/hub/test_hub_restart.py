@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import requests
-from hubhelpers import Service, executions_path, slow_notebook
+from realhub import slow_notebook
+from service_calls import Service, executions_path
 
 
 def test_hub_restart_during_an_execution(realhub_factory) -> None:  # type: ignore[no-untyped-def]

@@ -6,8 +6,8 @@ import asyncio
 import json
 import time
 
-from hubhelpers import Service, executions_path, slow_notebook, sse_events
-from realhub import RealHub
+from realhub import RealHub, slow_notebook
+from service_calls import Service, executions_path, sse_events
 from tornado.httpclient import HTTPRequest
 from tornado.simple_httpclient import SimpleAsyncHTTPClient
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 
 import requests
-from hubhelpers import Service, sse_events
 from realhub import RealHub
+from service_calls import Service, sse_events
 
 
 def test_status_stopped(alice: Service, alice_stopped: None) -> None:

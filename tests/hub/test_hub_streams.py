@@ -6,8 +6,8 @@ import json
 import time
 
 import requests
-from hubhelpers import Service, executions_path, slow_notebook, sse_events
-from realhub import RealHub
+from realhub import RealHub, slow_notebook
+from service_calls import Service, executions_path, ndjson_events, sse_events
 
 EXECS = executions_path("alice")
 
@@ -24,9 +24,8 @@ def test_chunked_post_arrives_event_by_event(
     assert r.status_code == 202
     assert r.headers["Content-Type"].startswith("application/x-ndjson")
     arrivals: list[tuple[float, dict]] = []
-    for line in r.iter_lines(chunk_size=1):
-        if line:
-            arrivals.append((time.monotonic(), json.loads(line)))
+    for event in ndjson_events(r):
+        arrivals.append((time.monotonic(), event))
     names = [event["event"] for _, event in arrivals]
     assert names[0] == "notebook_start" and names[-1] == "notebook_complete"
     assert names.count("end") == 5
@@ -84,18 +83,17 @@ def test_server_stopped_mid_stream_ends_the_relay(
         stream=True,
         timeout=60,
     )
-    lines = r.iter_lines(chunk_size=1)
-    first = json.loads(next(line for line in lines if line))
+    stream = ndjson_events(r)
+    first = next(stream)
     assert first["event"] == "notebook_start"
     started = time.monotonic()
     realhub.stop_server("alice", wait=False)
-    rest = []
+    events = []
     try:
-        rest = [line for line in lines if line]
+        events = list(stream)
     except requests.exceptions.ChunkedEncodingError:
         pass  # an aborted upstream may end the relay without the final chunk
     assert time.monotonic() - started < 30
-    events = [json.loads(line) for line in rest]
     assert "notebook_complete" not in [e["event"] for e in events]
     # the service ends the relay with a final event of its own: the server cannot
     final = events[-1]

@@ -16,7 +16,8 @@ import nbformat
 import pytest
 import requests
 from realhub import RealHub, tiny_notebook
-from rel_helpers import EXECS, Caller, ndjson_events
+from rel_helpers import EXECS
+from service_calls import Service, ndjson_events
 
 
 def assert_json_4xx(resp: requests.Response, *allowed: int) -> dict[str, Any]:
@@ -31,9 +32,9 @@ def assert_json_4xx(resp: requests.Response, *allowed: int) -> dict[str, Any]:
 
 
 @pytest.fixture
-def alice(realhub: RealHub, alice_token: str, alice_server: Any) -> Caller:
+def alice(realhub: RealHub, alice_token: str, alice_server: Any) -> Service:
     realhub.put_notebook("alice", "bad/nb.ipynb", tiny_notebook())
-    return Caller(realhub, alice_token)
+    return Service(realhub, alice_token)
 
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -59,24 +60,24 @@ JSON = {"Content-Type": "application/json"}
         ({}, b""),
     ],
 )
-def test_malformed_bodies(alice: Caller, headers: dict[str, str], body: bytes) -> None:
+def test_malformed_bodies(alice: Service, headers: dict[str, str], body: bytes) -> None:
     assert_json_4xx(alice.request("POST", EXECS, data=body, headers=headers))
 
 
-def test_malformed_action_bodies(alice: Caller) -> None:
-    exec_id = alice.run("bad/nb.ipynb")["exec_id"]
+def test_malformed_action_bodies(alice: Service) -> None:
+    exec_id = alice.run("alice", "bad/nb.ipynb")["exec_id"]
     for headers, body in [(FORM, b"action=%FF"), (JSON, b"{"), (JSON, b'{"action": 1}'),
                           (FORM, b"action=explode"), (FORM, b"")]:
         resp = alice.request("POST", f"{EXECS}/{exec_id}", data=body, headers=headers)
         assert_json_4xx(resp, 400)
 
 
-def test_body_over_the_extension_limit_is_413(alice: Caller) -> None:
+def test_body_over_the_extension_limit_is_413(alice: Service) -> None:
     body = {"notebook": "bad/nb.ipynb", "big": "x" * (11 * 1024 * 1024)}
     assert_json_4xx(alice.request("POST", EXECS, data=body), 413)
 
 
-def test_body_over_the_service_limit_is_a_json_4xx(alice: Caller) -> None:
+def test_body_over_the_service_limit_is_a_json_4xx(alice: Service) -> None:
     """150 MB is past tornado's default body limit (100 MB): the service itself must say
     413 in JSON rather than drop the connection (the caller would then get the proxy's
     503 page)."""
@@ -120,7 +121,7 @@ def outside(realhub: RealHub, tmp_path: Path) -> Path:
     ids=lambda p: ",".join(f"{k}={v}" for k, v in p.items()),
 )
 def test_paths_out_of_the_root_are_refused(
-    alice: Caller, outside: Path, params: dict[str, str]
+    alice: Service, outside: Path, params: dict[str, str]
 ) -> None:
     before = sorted(p.name for p in outside.iterdir())
     assert_json_4xx(alice.request("POST", EXECS, data=params), 400, 404)
@@ -130,7 +131,7 @@ def test_paths_out_of_the_root_are_refused(
         assert_json_4xx(resp, 400, 404)
 
 
-def test_unknown_kernel(alice: Caller) -> None:
+def test_unknown_kernel(alice: Service) -> None:
     body = assert_json_4xx(
         alice.request("POST", EXECS, data={"notebook": "bad/nb.ipynb", "jupyter_kernel": "nope"}),
         400,
@@ -144,7 +145,7 @@ def test_unknown_kernel(alice: Caller) -> None:
      ("empty.ipynb", b""), ("binary.ipynb", bytes(range(256)))],
 )
 def test_files_that_are_not_notebooks_end_in_notebook_error(
-    realhub: RealHub, alice: Caller, name: str, content: bytes
+    realhub: RealHub, alice: Service, name: str, content: bytes
 ) -> None:
     (realhub.home("alice") / "bad" / name).write_bytes(content)
     resp = alice.request("POST", EXECS, data={"notebook": f"bad/{name}"}, stream=True,
@@ -156,7 +157,7 @@ def test_files_that_are_not_notebooks_end_in_notebook_error(
     assert final["execution"]["output_path"] is None
 
 
-def test_a_folder_as_notebook(alice: Caller) -> None:
+def test_a_folder_as_notebook(alice: Service) -> None:
     assert_json_4xx(alice.request("POST", EXECS, data={"notebook": "bad"}), 400, 404)
 
 
@@ -172,7 +173,7 @@ HOSTILE = [
 
 @pytest.mark.parametrize("encoding", ["form", "json"])
 def test_hostile_parameter_values_arrive_as_strings(
-    realhub: RealHub, alice: Caller, encoding: str
+    realhub: RealHub, alice: Service, encoding: str
 ) -> None:
     nb = tiny_notebook()
     nb.cells[0].source = "\n".join(f"p{i} = 'default'" for i in range(len(HOSTILE)))
@@ -196,7 +197,7 @@ def test_hostile_parameter_values_arrive_as_strings(
 
 @pytest.mark.parametrize("suffix", ["", "/progress"])
 @pytest.mark.parametrize("method", ["GET", "POST", "DELETE"])
-def test_unknown_execution_ids(alice: Caller, method: str, suffix: str) -> None:
+def test_unknown_execution_ids(alice: Service, method: str, suffix: str) -> None:
     if suffix and method != "GET":
         return
     for exec_id in (str(uuid.uuid4()), "not-a-uuid", "%C3%A9t%C3%A9", "a" * 500):
@@ -204,7 +205,7 @@ def test_unknown_execution_ids(alice: Caller, method: str, suffix: str) -> None:
         assert_json_4xx(resp, 404, 400)
 
 
-def test_non_utf8_in_the_path_straight_to_the_service(realhub: RealHub, alice: Caller) -> None:
+def test_non_utf8_in_the_path_straight_to_the_service(realhub: RealHub, alice: Service) -> None:
     """Percent-escapes that are not UTF-8, sent to the service's own port.
 
     (Through configurable-http-proxy such a path never reaches the service: the proxy
@@ -219,7 +220,7 @@ def test_non_utf8_in_the_path_straight_to_the_service(realhub: RealHub, alice: C
         assert_json_4xx(resp, 400, 404)
 
 
-def test_unknown_service_api_routes_are_json_404(alice: Caller) -> None:
+def test_unknown_service_api_routes_are_json_404(alice: Service) -> None:
     """Not tornado's HTML 404 page: JSON, like every other API answer."""
     for path in ("api/nope", "api/users/alice/", "api/users/alice/servers/", "api/users"):
         assert_json_4xx(alice.request("GET", path), 404)
@@ -237,5 +238,5 @@ def test_unknown_service_api_routes_are_json_404(alice: Caller) -> None:
         ("PUT", "api/users/alice/kernelspecs"),
     ],
 )
-def test_wrong_methods_are_json_4xx(alice: Caller, method: str, path: str) -> None:
+def test_wrong_methods_are_json_4xx(alice: Service, method: str, path: str) -> None:
     assert_json_4xx(alice.request(method, path, data=b""), 405, 404)

@@ -16,20 +16,17 @@ import nbformat
 import psutil
 import pytest
 import requests
-from realhub import RealHub
+from realhub import RealHub, slow_notebook
 from rel_helpers import (
     EXECS,
-    Caller,
     first_output_text,
     gated_notebook,
     kill,
-    ndjson_events,
     pid_notebook,
     proxy_pid,
     server_pid,
-    slow_notebook,
-    sse_messages,
 )
+from service_calls import Service, ndjson_events, sse_messages
 
 FINAL = ("notebook_complete", "notebook_error")
 
@@ -44,7 +41,7 @@ def test_kernel_killed_mid_run_ends_the_relay_with_an_error(
     the run wait forever for the interrupted cell).
     """
     realhub.put_notebook("alice", "rel/pid.ipynb", pid_notebook())
-    caller = Caller(realhub, alice_token)
+    caller = Service(realhub, alice_token)
     resp = caller.request(
         "POST", EXECS, stream=True, timeout=60, headers={"X-Response-Encoding": "chunked"},
         data={"notebook": "rel/pid.ipynb", "output_path": "rel/pid-out.ipynb", "overwrite": "1"},
@@ -78,7 +75,7 @@ def test_user_server_killed_mid_run_ends_the_relay_then_409_stopped(
     """
     hub = realhub_factory()
     hub.start_server("alice")
-    caller = Caller(hub, hub.create_token("alice"))
+    caller = Service(hub, hub.create_token("alice"))
     hub.put_notebook("alice", "long.ipynb", slow_notebook(cells=60, seconds=0.5))
     post = caller.request("POST", EXECS, data={"notebook": "long.ipynb"}, stream=True,
                           timeout=60, headers={"X-Response-Encoding": "chunked"})
@@ -111,7 +108,7 @@ def _drain(stream: Iterator[Any]) -> list[Any]:
     return got
 
 
-def _resume_until_final(caller: Caller, exec_id: str, last: int, deadline: float) -> list[int]:
+def _resume_until_final(caller: Service, exec_id: str, last: int, deadline: float) -> list[int]:
     """Reconnect by ``Last-Event-ID`` until the final event; the seqs received."""
     seqs = []
     while time.monotonic() < deadline:
@@ -142,9 +139,9 @@ def test_hub_or_proxy_restart_mid_run_execution_completes_and_readers_resume(
         "c.JupyterHub.cleanup_servers = False\nc.JupyterHub.proxy_check_interval = 1\n"
     ))
     hub.start_server("alice")
-    caller = Caller(hub, hub.create_token("alice"))
+    caller = Service(hub, hub.create_token("alice"))
     hub.put_notebook("alice", "long.ipynb", slow_notebook(cells=24, seconds=0.5))
-    exec_id = caller.run("long.ipynb")["exec_id"]
+    exec_id = caller.run("alice", "long.ipynb")["exec_id"]
     reader = caller.request("GET", f"{EXECS}/{exec_id}/progress", stream=True, timeout=30,
                             headers={"Accept": "text/event-stream"})
     seqs = []
@@ -159,7 +156,7 @@ def test_hub_or_proxy_restart_mid_run_execution_completes_and_readers_resume(
         kill(proxy_pid(hub))
     seqs += _resume_until_final(caller, exec_id, seqs[-1], time.monotonic() + 90)
     assert seqs == list(range(len(seqs))), f"gaps or repeats after the {what} restart: {seqs}"
-    model = caller.wait_done(exec_id)
+    model = caller.wait_done("alice", exec_id, timeout=90)
     assert model["status"] == "completed"
     assert model["progress"] == "25/25"
 
@@ -168,13 +165,13 @@ def test_notebook_deleted_mid_run(realhub: RealHub, alice_token: str, alice_serv
     home = realhub.home("alice")
     nb_path = realhub.put_notebook("alice", "rel/vanishing.ipynb",
                                    gated_notebook("go-vanishing"))
-    caller = Caller(realhub, alice_token)
-    model = caller.run("rel/vanishing.ipynb", output_path="rel/vanishing-out.ipynb",
+    caller = Service(realhub, alice_token)
+    model = caller.run("alice", "rel/vanishing.ipynb", output_path="rel/vanishing-out.ipynb",
                        overwrite="true")
     nb_path.unlink()
     (home / "rel" / "go-vanishing").write_text("go")
     try:
-        done = caller.wait_done(model["exec_id"])
+        done = caller.wait_done("alice", model["exec_id"], timeout=90)
     finally:
         (home / "rel" / "go-vanishing").unlink()
     assert done["status"] == "completed", done
@@ -212,7 +209,7 @@ def test_full_disk_on_the_output_folder(
     nb_path = realhub.put_notebook("alice", "rel/big.ipynb", nb)
     before = nb_path.read_bytes()
     full = realhub.home("alice") / "rel" / f"full-{int(time.time() * 1000)}"
-    caller = Caller(realhub, alice_token)
+    caller = Service(realhub, alice_token)
     with full_folder(full, server_pid(realhub)):
         resp = caller.request(
             "POST", EXECS, stream=True, timeout=60, headers={"X-Response-Encoding": "chunked"},

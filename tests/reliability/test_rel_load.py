@@ -14,7 +14,8 @@ from urllib.parse import urlencode, urlparse
 import nbformat
 import pytest
 from realhub import RealHub, tiny_notebook
-from rel_helpers import EXECS, Caller, gated_notebook, sse_messages
+from rel_helpers import EXECS, gated_notebook
+from service_calls import Service, sse_messages
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 
@@ -77,8 +78,8 @@ async def test_two_hundred_concurrent_readers_get_every_event(
 ) -> None:
     go = f"go-readers-{time.monotonic_ns()}"
     realhub.put_notebook("alice", "load/gated.ipynb", gated_notebook(go, cells=5))
-    caller = Caller(realhub, alice_token)
-    exec_id = caller.run("load/gated.ipynb")["exec_id"]
+    caller = Service(realhub, alice_token)
+    exec_id = caller.run("alice", "load/gated.ipynb")["exec_id"]
     url = realhub.service_url(f"{EXECS}/{exec_id}/progress")
     client = AsyncHTTPClient(force_instance=True, max_clients=220)
     readers = [Reader() for _ in range(200)]
@@ -115,8 +116,8 @@ def test_a_reader_that_stops_reading_does_not_hold_the_execution(
         nbformat.v4.new_code_cell(f"print('{i % 10}' * 20000)") for i in range(150)
     ]
     realhub.put_notebook("alice", "load/chatty.ipynb", nb)
-    caller = Caller(realhub, alice_token)
-    exec_id = caller.run("load/chatty.ipynb")["exec_id"]
+    caller = Service(realhub, alice_token)
+    exec_id = caller.run("alice", "load/chatty.ipynb")["exec_id"]
     proxy = urlparse(realhub.url)
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -130,7 +131,7 @@ def test_a_reader_that_stops_reading_does_not_hold_the_execution(
     assert b" 200 " in head.split(b"\r\n", 1)[0], head
     try:
         (realhub.home("alice") / "load" / go).write_text("go")
-        done = caller.wait_done(exec_id, timeout=120)
+        done = caller.wait_done("alice", exec_id, timeout=120)
         assert done["status"] == "completed"
         # now read it all: every event arrives, the last one final
         sock.settimeout(60)
@@ -150,9 +151,9 @@ def test_readers_of_a_finished_execution_get_the_same_events(
 ) -> None:
     """Replay after the end: what live readers saw, in the same order, with the same seqs."""
     realhub.put_notebook("alice", "load/nb.ipynb", tiny_notebook())
-    caller = Caller(realhub, alice_token)
-    exec_id = caller.run("load/nb.ipynb")["exec_id"]
-    caller.wait_done(exec_id)
+    caller = Service(realhub, alice_token)
+    exec_id = caller.run("alice", "load/nb.ipynb")["exec_id"]
+    caller.wait_done("alice", exec_id, timeout=90)
     replays = []
     for _ in range(3):
         resp = caller.request("GET", f"{EXECS}/{exec_id}/progress", stream=True,

@@ -12,7 +12,7 @@ import pytest
 import requests
 from openapi_helpers import concrete, load_spec, operations
 from realhub import RealHub, tiny_notebook
-from rel_helpers import Caller
+from service_calls import Service
 
 SPEC = load_spec()
 #: routes open to anyone on purpose: health probes, the page's static files, OAuth callback
@@ -42,7 +42,7 @@ def call(method: str, url: str, **kw: Any) -> requests.Response:
 @pytest.fixture
 def alice_exec(realhub: RealHub, alice_token: str, alice_server: Any) -> str:
     realhub.put_notebook("alice", "sec/nb.ipynb", tiny_notebook())
-    return Caller(realhub, alice_token).run("sec/nb.ipynb")["exec_id"]
+    return Service(realhub, alice_token).run("alice", "sec/nb.ipynb")["exec_id"]
 
 
 def service_urls(hub: RealHub, exec_id: str) -> Iterator[tuple[str, str, str]]:
@@ -62,7 +62,7 @@ def test_no_route_answers_without_valid_credentials(
     realhub: RealHub, alice_exec: str, token: str | None
 ) -> None:
     headers = {"Authorization": f"token {token}"} if token else {}
-    alice = Caller(realhub, realhub.create_token("alice"))
+    alice = Service(realhub, realhub.create_token("alice"))
     before = len(alice.request("GET", "api/users/alice/executions").json()["executions"])
     bad = []
     for method, path, url in service_urls(realhub, alice_exec):

@@ -1,28 +1,23 @@
-"""Helpers of the hub-service tests: calling the service, notebooks that take their time."""
+"""Calling the nbexec service of a `RealHub` in tests, and reading its event streams.
+
+Used by tests/hub and tests/reliability: `Service` sends requests as one token's owner,
+`sse_events` decodes a whole Server-Sent Events body, `sse_messages` and `ndjson_events`
+decode a streamed response as it arrives.
+"""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-import nbformat
 import requests
-from realhub import RealHub, tiny_notebook
-
-
-def slow_notebook(cells: int = 4, seconds: float = 0.7) -> nbformat.NotebookNode:
-    """A notebook whose code cells each sleep a while and print their number."""
-    nb = tiny_notebook()
-    nb.cells = nb.cells[:1] + [
-        nbformat.v4.new_code_cell(f"import time\ntime.sleep({seconds})\nprint('cell', {i})")
-        for i in range(cells)
-    ]
-    return nb
+from realhub import RealHub
 
 
 class Service:
-    """Calls to the nbexec service of one hub, as one token's owner."""
+    """Calls to the nbexec service of one hub, as one token's owner (or with no token)."""
 
     def __init__(self, hub: RealHub, token: str | None) -> None:
         self.hub = hub
@@ -48,11 +43,12 @@ class Service:
 
     def run(self, user: str, notebook: str, server: str = "", **params: Any) -> dict[str, Any]:
         """Start an execution (no chunked header): the execution model of notebook_start."""
-        r = self.post(f"{executions_path(user, server)}", data={"notebook": notebook, **params})
+        r = self.post(executions_path(user, server), data={"notebook": notebook, **params})
         assert r.status_code == 202, r.text
         return r.json()["execution"]
 
     def wait_done(self, user: str, exec_id: str, timeout: float = 60) -> dict[str, Any]:
+        """Poll the execution until it has completed; its model."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             r = self.get(f"{executions_path(user)}/{exec_id}")
@@ -65,21 +61,39 @@ class Service:
 
 
 def executions_path(user: str, server: str = "") -> str:
+    """The service's executions resource of the server ``user``/``server``."""
     if server:
         return f"api/users/{user}/servers/{server}/executions"
     return f"api/users/{user}/executions"
 
 
+def _sse(lines: Iterable[str]) -> Iterator[tuple[str | None, dict[str, Any]]]:
+    """(id, data) of each message in SSE lines (a message ends at an empty line)."""
+    ident: str | None = None
+    data: list[str] = []
+    for line in lines:
+        if line == "":
+            if data:
+                yield ident, json.loads("\n".join(data))
+            ident, data = None, []
+        elif line.startswith("id:"):
+            ident = line[3:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].strip())
+
+
 def sse_events(text: str) -> list[tuple[str | None, dict[str, Any]]]:
-    """(id, data) of every message in a text/event-stream body."""
-    found = []
-    for block in text.split("\n\n"):
-        ident, data = None, None
-        for line in block.splitlines():
-            if line.startswith("id:"):
-                ident = line[3:].strip()
-            elif line.startswith("data:"):
-                data = json.loads(line[5:])
-        if data is not None:
-            found.append((ident, data))
-    return found
+    """(id, data) of every message in a whole text/event-stream body."""
+    return list(_sse([*text.splitlines(), ""]))
+
+
+def sse_messages(resp: requests.Response) -> Iterator[tuple[str | None, dict[str, Any]]]:
+    """(id, data) of each message of a streamed text/event-stream response, as they arrive."""
+    return _sse(resp.iter_lines(chunk_size=None, decode_unicode=True))
+
+
+def ndjson_events(resp: requests.Response) -> Iterator[dict[str, Any]]:
+    """Each JSON line of a streamed (chunked) response, as it arrives."""
+    for line in resp.iter_lines(chunk_size=None):
+        if line.strip():
+            yield json.loads(line)
