@@ -1,5 +1,5 @@
 // Talking to the nbexec service from the page: fetch with the XSRF token, JSON errors,
-// and the URLs of the service's routes for one user's server.
+// the URLs of the service's routes for one user's server, and its JSON event streams.
 
 /** An error answered by the service (or the network), with the message to show. */
 export class ApiError extends Error {
@@ -21,6 +21,25 @@ function cookie(name) {
 /** Percent-encode each segment of a relative path, keeping the slashes. */
 export function encodePath(path) {
   return path.split("/").filter((s) => s !== "").map(encodeURIComponent).join("/");
+}
+
+/**
+ * Open a Server-Sent Events stream of JSON messages: `onEvent` gets each decoded event,
+ * `onUnreadable` the data of a message that is not JSON. Returns the EventSource.
+ */
+export function jsonEventSource(url, onEvent, onUnreadable) {
+  const source = new EventSource(url);
+  source.onmessage = (message) => {
+    let event;
+    try {
+      event = JSON.parse(message.data);
+    } catch (err) {
+      onUnreadable(message.data);
+      return;
+    }
+    onEvent(event);
+  };
+  return source;
 }
 
 export class ServiceAPI {

@@ -2,6 +2,7 @@
 // cell's source, the last output of every finished cell, elapsed time and the final state.
 // The progress stream replays every event so far, so a reload picks a run up where it is.
 
+import { jsonEventSource } from "./api.js";
 import { formatDuration, h, isRunning, labURL, showError, statusBadge } from "./ui.js";
 
 /** The last output of a cell as a DOM node (text, image or error), or null. */
@@ -108,23 +109,19 @@ export class LiveView {
 
   /** Open the stream; it replays what happened, then follows. */
   follow() {
-    const source = new EventSource(this.api.progressURL(this.execId));
+    const source = jsonEventSource(
+      this.api.progressURL(this.execId),
+      (event) => {
+        // after a reconnect the stream resumes from Last-Event-ID; never apply an event twice
+        if (typeof event.seq === "number") {
+          if (event.seq <= this.lastSeq) return;
+          this.lastSeq = event.seq;
+        }
+        this.apply(event);
+      },
+      (data) => showError(`unreadable event ${data}`, `Following ${this.model.path}`),
+    );
     this.events = source;
-    source.onmessage = (message) => {
-      let event;
-      try {
-        event = JSON.parse(message.data);
-      } catch (err) {
-        showError(`unreadable event ${message.data}`, `Following ${this.model.path}`);
-        return;
-      }
-      // after a reconnect the stream resumes from Last-Event-ID; never apply an event twice
-      if (typeof event.seq === "number") {
-        if (event.seq <= this.lastSeq) return;
-        this.lastSeq = event.seq;
-      }
-      this.apply(event);
-    };
     source.onerror = () => {
       if (this.finished) return;
       if (source.readyState === EventSource.CLOSED) this.lost();

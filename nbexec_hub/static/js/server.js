@@ -1,6 +1,7 @@
 // The server card: stopped / starting (the hub's spawn progress, relayed by the service
 // over EventSource) / ready, with a start button and a link to open the server.
 
+import { jsonEventSource } from "./api.js";
 import { showError } from "./ui.js";
 
 const BADGES = {
@@ -100,29 +101,25 @@ export class ServerCard {
     if (this.events) return;
     this.setProgress(0);
     this.bar.classList.remove("bg-danger");
-    const source = new EventSource(this.api.serverProgressURL());
+    const source = jsonEventSource(
+      this.api.serverProgressURL(),
+      (event) => {
+        if (event.progress !== undefined) this.setProgress(event.progress);
+        if (event.message) this.message.textContent = event.message;
+        if (event.failed) {
+          this.closeEvents();
+          this.bar.classList.add("bg-danger");
+          showError(event.message || "The server failed to start.", "Starting the server");
+          this.refresh();
+        } else if (event.ready) {
+          this.setProgress(100);
+          this.closeEvents();
+          this.refresh();
+        }
+      },
+      (data) => showError(`unreadable event ${data}`, "Server start progress"),
+    );
     this.events = source;
-    source.onmessage = (message) => {
-      let event;
-      try {
-        event = JSON.parse(message.data);
-      } catch (err) {
-        showError(`unreadable event ${message.data}`, "Server start progress");
-        return;
-      }
-      if (event.progress !== undefined) this.setProgress(event.progress);
-      if (event.message) this.message.textContent = event.message;
-      if (event.failed) {
-        this.closeEvents();
-        this.bar.classList.add("bg-danger");
-        showError(event.message || "The server failed to start.", "Starting the server");
-        this.refresh();
-      } else if (event.ready) {
-        this.setProgress(100);
-        this.closeEvents();
-        this.refresh();
-      }
-    };
     source.onerror = () => {
       // the relay refused, or ended without a final event: ask for the status again
       // (a server no longer pending closes the stream in show())

@@ -1,6 +1,8 @@
 // Small DOM helpers shared by the page's parts: element building, the error area,
 // the confirmation dialog and time formatting.
 
+import { encodePath } from "./api.js";
+
 /** Build an element: h("a", {href: "x", class: "btn"}, "text", childNode, ...). */
 export function h(tag, attrs, ...children) {
   const el = document.createElement(tag);
@@ -98,6 +100,5 @@ export function statusBadge(status) {
 /** Where the user's JupyterLab shows a file, from the server's URL ("/user/alice/"). */
 export function labURL(serverURL, path) {
   if (!serverURL || !path) return null;
-  const tail = path.split("/").filter((s) => s).map(encodeURIComponent).join("/");
-  return `${serverURL.replace(/\/?$/, "/")}lab/tree/${tail}`;
+  return `${serverURL.replace(/\/?$/, "/")}lab/tree/${encodePath(path)}`;
 }
