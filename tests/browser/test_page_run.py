@@ -19,7 +19,6 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 pytestmark = pytest.mark.timeout(300)
 
 
-
 def png_b64(width: int = 48, height: int = 24) -> str:
     """A valid red PNG of that size, base64-encoded."""
     def chunk(kind: bytes, data: bytes) -> bytes:
@@ -176,13 +175,20 @@ def test_failing_notebook_shows_its_error_and_images_show(realhub, alice_server,
     alice.shot("error-dark")
 
 
-def test_shut_down_a_slow_run_with_confirmation(realhub, alice_server, browser_user):
+def start_slow_run(realhub, browser_user, steps: int):
+    """As alice on the page: run examples/slow_progress.ipynb (0.5 s a step) until its
+    sleeping cell runs; (alice, page, live card)."""
     realhub.put_notebook("alice", "slow_progress.ipynb", EXAMPLES / "slow_progress.ipynb")
     alice = browser_user("alice")
     page = alice.open_service_page()
-    start_run(page, "slow_progress.ipynb", {"steps": "120", "delay": "0.5"})
+    start_run(page, "slow_progress.ipynb", {"steps": str(steps), "delay": "0.5"})
     card = live_card(page, "slow_progress.ipynb")
     card.locator(".nbexec-live-current", has_text="time.sleep(delay)").wait_for()
+    return alice, page, card
+
+
+def test_shut_down_a_slow_run_with_confirmation(realhub, alice_server, browser_user):
+    alice, page, card = start_slow_run(realhub, browser_user, steps=120)
     row = page.locator("tr.nbexec-execution", has_text="slow_progress.ipynb").first
     row.locator(".nbexec-shutdown").wait_for()
     alice.shot("slow-running")
@@ -218,12 +224,7 @@ def test_shut_down_a_slow_run_with_confirmation(realhub, alice_server, browser_u
 
 
 def test_reload_and_second_tab_keep_following(realhub, alice_server, browser_user):
-    realhub.put_notebook("alice", "slow_progress.ipynb", EXAMPLES / "slow_progress.ipynb")
-    alice = browser_user("alice")
-    page = alice.open_service_page()
-    start_run(page, "slow_progress.ipynb", {"steps": "12", "delay": "0.5"})
-    card = live_card(page, "slow_progress.ipynb")
-    card.locator(".nbexec-live-current", has_text="time.sleep(delay)").wait_for()
+    alice, page, card = start_slow_run(realhub, browser_user, steps=12)
     exec_id = card.get_attribute("data-exec-id")
 
     page.reload()
