@@ -11,7 +11,7 @@ import sys
 from typing import Callable
 
 from ..client import NbexecAPIError, NbexecClient
-from .display import ProgressView, describe, print_json, table
+from .display import ProgressView, describe, print_answer, print_json, table
 from .parser import (
     EXIT_EXECUTION_ERROR,
     EXIT_HTTP_ERROR,
@@ -89,10 +89,7 @@ def cmd_run(args: argparse.Namespace, client: NbexecClient) -> int:
                    kernel=args.kernel, cell_timeout=args.cell_timeout)
     if not args.wait:
         model = client.run(args.notebook, params, wait=False, **options)
-        if args.json:
-            print_json(model)
-        else:
-            print(model["exec_id"])
+        print_answer(args.json, model, model["exec_id"])
         return EXIT_OK
     view = ProgressView.for_terminal(args.json)
     try:
@@ -148,20 +145,15 @@ def cmd_list(args: argparse.Namespace, client: NbexecClient) -> int:
 def cmd_show(args: argparse.Namespace, client: NbexecClient) -> int:
     """Print one execution's model."""
     model = client.get(args.exec_id)
-    if args.json:
-        print_json(model)
-    else:
-        print(describe(model))
+    print_answer(args.json, model, describe(model))
     return EXIT_OK
 
 
 def cmd_shutdown(args: argparse.Namespace, client: NbexecClient) -> int:
     """Shut an execution down and print its model."""
     model = client.shutdown(args.exec_id)
-    if args.json:
-        print_json(model)
-    else:
-        print(f"shut down {args.exec_id}" + (f": {model['status']}" if model else ""))
+    print_answer(args.json, model,
+                 f"shut down {args.exec_id}" + (f": {model['status']}" if model else ""))
     return EXIT_OK
 
 
@@ -173,10 +165,7 @@ def cmd_delete(args: argparse.Namespace, client: NbexecClient) -> int:
     else:
         client.delete(args.exec_id)
         message = f"deleted {args.exec_id}"
-    if args.json:
-        print_json({"deleted": "all" if args.all else args.exec_id})
-    else:
-        print(message)
+    print_answer(args.json, {"deleted": "all" if args.all else args.exec_id}, message)
     return EXIT_OK
 
 
@@ -189,12 +178,8 @@ def cmd_status(args: argparse.Namespace, client: NbexecClient) -> int:
             status = {"state": "stopped", "ready": False, "message": e.message}
         else:
             raise
-    if args.json:
-        print_json(status)
-    else:
-        state = status.get("state")
-        pending = f" ({status['pending']})" if status.get("pending") else ""
-        print(f"{state}{pending}")
+    pending = f" ({status['pending']})" if status.get("pending") else ""
+    print_answer(args.json, status, f"{status.get('state')}{pending}")
     return EXIT_OK if status.get("ready") else EXIT_NOT_READY
 
 

@@ -47,6 +47,14 @@ def print_json(obj: Any, out: TextIO | None = None) -> None:
     out.flush()
 
 
+def print_answer(as_json: bool, model: Any, text: str) -> None:
+    """A command's answer: ``model`` as JSON with ``--json``, else ``text`` for people."""
+    if as_json:
+        print_json(model)
+    else:
+        print(text)
+
+
 class ProgressView:
     """Receives every progress event (an `EventCallback`) and renders it."""
 
