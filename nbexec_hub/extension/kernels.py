@@ -6,8 +6,10 @@ running kernels, and their activity counts for the server's ``last_activity``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
+from queue import Empty
 from typing import Any
 
 from jupyter_core.utils import ensure_async
@@ -38,6 +40,62 @@ class KernelLease:
     warm: bool = False
     #: silent code to run before the first cell (a warm kernel's move to the notebook)
     prepare: str | None = None
+    #: a client already connected to the kernel (a warm one's), and its kernel_info reply
+    client: Any = None
+    kernel_info: dict[str, Any] | None = None
+
+
+async def connect_client(km: Any, kc: Any, timeout: float) -> dict[str, Any]:
+    """Start a client's channels and return the kernel's kernel_info reply once both the
+    shell and the IOPub channel are proven connected (the reply, and its idle status).
+
+    jupyter_client's ``wait_for_ready`` drains IOPub for a fixed fifth of a second
+    instead; here the kernel's own idle status says when IOPub is there.
+    """
+    kc.start_channels()
+    kc.allow_stdin = False
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if not await ensure_async(km.is_alive()):
+            raise RuntimeError("the kernel died before replying to kernel_info")
+        msg_id = kc.kernel_info()
+        reply = await _reply_to(kc, msg_id, min(5.0, max(0.0, deadline - loop.time())))
+        if reply is not None and await _iopub_idle(kc, msg_id, 0.5):
+            return reply
+    raise RuntimeError(f"the kernel did not answer kernel_info within {timeout:g} s")
+
+
+async def _reply_to(kc: Any, msg_id: str, timeout: float) -> dict[str, Any] | None:
+    """The shell reply to ``msg_id`` (older replies skipped), or None on timeout."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while (left := deadline - loop.time()) > 0:
+        try:
+            reply = await kc.get_shell_msg(timeout=left)
+        except Empty:
+            return None
+        if reply["parent_header"].get("msg_id") == msg_id:
+            return reply
+    return None
+
+
+async def _iopub_idle(kc: Any, msg_id: str, timeout: float) -> bool:
+    """Whether IOPub reports the request idle within ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while (left := deadline - loop.time()) > 0:
+        try:
+            msg = await kc.get_iopub_msg(timeout=left)
+        except Empty:
+            return False
+        if (
+            msg["parent_header"].get("msg_id") == msg_id
+            and msg["msg_type"] == "status"
+            and msg["content"].get("execution_state") == "idle"
+        ):
+            return True
+    return False
 
 
 class ServerKernels:

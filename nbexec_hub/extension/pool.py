@@ -2,10 +2,14 @@
 
 Pooled kernels live in a kernel manager of their own (same class and configuration as
 the server's), so that while they wait they neither show in the user's running-kernels
-list nor count as activity for the idle culler. A kernel taken from the pool is shut down
+list nor count as activity for the idle culler. A kernel taken from the pool moves into
+the server's own table (it then shows and counts like a fresh kernel), is shut down
 after its execution exactly like a fresh one, and before its first cell it is moved to
 the notebook's folder, so it is in the state a fresh kernel would have. Only Python
 kernels are pooled (that move is Python code); other kernels always start fresh.
+
+Each pooled kernel waits with a client already connected (its kernel_info answered on
+both channels), so that taking it costs no round trip but the preparation.
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jupyter_core.utils import ensure_async
+from jupyter_server._tz import utcnow
 
-from .kernels import KernelLease, ServerKernels
+from .kernels import KernelLease, ServerKernels, connect_client
 
 
 @dataclass
@@ -29,6 +34,14 @@ class _Pooled:
     started: float = field(default_factory=time.monotonic)
     #: the server's environment when the kernel was started (the kernel inherited it)
     environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    #: a client with both channels connected, and the kernel_info reply it got
+    client: Any = None
+    kernel_info: dict[str, Any] | None = None
+
+    def disconnect(self) -> None:
+        client, self.client = self.client, None
+        if client is not None:
+            client.stop_channels()
 
 
 def prepare_source(
@@ -121,6 +134,8 @@ class WarmKernelPool:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for queue in self._ready.values():
+            for pooled in queue:
+                pooled.disconnect()
             queue.clear()
         for kernel_id in list(self.mkm.list_kernel_ids()):
             await self._shutdown(kernel_id)
@@ -159,23 +174,22 @@ class WarmKernelPool:
 
     async def _start_one(self, kernel_name: str) -> None:
         kernel_id = None
-        environ = dict(os.environ)
+        pooled = _Pooled("", environ=dict(os.environ))
         try:
-            kernel_id = await ensure_async(
+            kernel_id = pooled.kernel_id = await ensure_async(
                 self.mkm.start_kernel(kernel_name=kernel_name, path="")
             )
-            client = self.mkm.get_kernel(kernel_id).client()
-            client.start_channels()
-            try:
-                await client.wait_for_ready(timeout=60)
-            finally:
-                client.stop_channels()
+            km = self.mkm.get_kernel(kernel_id)
+            pooled.client = km.client()
+            pooled.kernel_info = await connect_client(km, pooled.client, timeout=60)
         except asyncio.CancelledError:
+            pooled.disconnect()
             if kernel_id is not None:
                 await self._shutdown(kernel_id)
             raise
         except Exception as exc:
             self.log.warning("nbexec: warm %s kernel failed to start: %s", kernel_name, exc)
+            pooled.disconnect()
             if kernel_id is not None:
                 await self._shutdown(kernel_id)
             self._filling[kernel_name] -= 1
@@ -184,9 +198,11 @@ class WarmKernelPool:
             return
         self._filling[kernel_name] -= 1
         if self._closed:
+            pooled.disconnect()
             await self._shutdown(kernel_id)
             return
-        self._ready[kernel_name].append(_Pooled(kernel_id, environ=environ))
+        pooled.started = time.monotonic()
+        self._ready[kernel_name].append(pooled)
         self._notify()
 
     async def _watch(self) -> None:
@@ -200,6 +216,7 @@ class WarmKernelPool:
                     if expired or not alive:
                         if pooled in queue:
                             queue.remove(pooled)
+                        pooled.disconnect()
                         await self._shutdown(pooled.kernel_id)
                         if expired:
                             self.log.info("nbexec: warm %s kernel unused for long, shut down", name)
@@ -240,6 +257,7 @@ class WarmKernelPool:
                     alive = await self._is_alive(pooled.kernel_id)
                 except asyncio.CancelledError:
                     # taken off the pool but not handed out: it must not be left running
+                    pooled.disconnect()
                     task = asyncio.ensure_future(self._shutdown(pooled.kernel_id))
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
@@ -248,23 +266,49 @@ class WarmKernelPool:
                     self._fill(kernel_name)
                     self._notify()
                     return self._lease(pooled, notebook_api_path)
+                pooled.disconnect()
                 await self._shutdown(pooled.kernel_id)
             self._fill(kernel_name)
         return await self.fresh.start(kernel_name, notebook_api_path)
 
+    def _hand_over(self, kernel_id: str) -> Any:
+        """Move a taken kernel from the pool's table into the server's; its manager.
+
+        From here on it is one of the user's kernels like a fresh one: listed by
+        ``GET /api/kernels`` (JupyterLab's running kernels), its activity counting for the
+        server's, shut down through the server's manager. jupyter_server has no public call
+        for adopting a running kernel, so this sets what its ``start_kernel`` would have set.
+        """
+        pool_mkm, server_mkm = self.mkm, self.fresh.mkm
+        pool_mkm.stop_watching_activity(kernel_id)
+        pool_mkm._kernel_connections.pop(kernel_id, None)
+        pool_mkm._kernel_ports.pop(kernel_id, None)
+        km = pool_mkm.remove_kernel(kernel_id)
+        server_mkm._kernels[kernel_id] = km
+        server_mkm._kernel_connections[kernel_id] = 0
+        server_mkm._kernel_ports[kernel_id] = km.ports
+        km.execution_state = "idle"
+        km.reason = ""
+        km.last_activity = utcnow()
+        server_mkm.start_watching_activity(kernel_id)
+        return km
+
     def _lease(self, pooled: _Pooled, notebook_api_path: str) -> KernelLease:
-        km = self.mkm.get_kernel(pooled.kernel_id)
+        km = self._hand_over(pooled.kernel_id)
         # variables the kernelspec sets itself are not the server's to change
         own = set((getattr(km.kernel_spec, "env", None) or {}).keys())
         now = os.environ
         set_env = {k: v for k, v in now.items() if pooled.environ.get(k) != v and k not in own}
         unset_env = [k for k in pooled.environ if k not in now and k not in own]
         folder = self.fresh.mkm.cwd_for_path(notebook_api_path)
+        client, pooled.client = pooled.client, None
         return KernelLease(
             pooled.kernel_id,
             km,
             warm=True,
             prepare=prepare_source(folder, self.root_dir, set_env, unset_env),
+            client=client,
+            kernel_info=pooled.kernel_info,
         )
 
     async def discard(self, kernel_id: str) -> None:

@@ -13,11 +13,9 @@ import logging
 import os
 import uuid
 from datetime import datetime, timezone
-from queue import Empty
 from typing import Any, Callable
 
 import nbformat
-from jupyter_core.utils import ensure_async
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
@@ -192,8 +190,10 @@ class NotebookRunner:
                     log=self.log,
                 )
                 self._client = client
-                if self._lease.warm:
-                    await self._connect(client)
+                if self._lease.client is not None:
+                    # a warm kernel waits connected: no round trip here
+                    client.kc, self._lease.client = self._lease.client, None
+                    self._kernel_info = self._lease.kernel_info
                 else:
                     await client.async_start_new_kernel_client()
                 if self._lease.prepare:
@@ -225,51 +225,6 @@ class NotebookRunner:
                 await self.kernels.discard(lease.kernel_id)
             raise
 
-    async def _connect(self, client: NotebookClient) -> None:
-        """Connect to a kernel known to be ready (a warm one), without a fixed wait.
-
-        ``wait_for_ready`` drains IOPub for a fifth of a second; here a kernel_info round
-        trip that is also seen on IOPub proves both channels are connected.
-        """
-        assert client.km is not None
-        kc = client.kc = client.km.client()
-        kc.start_channels()
-        kc.allow_stdin = False
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.startup_timeout
-        while loop.time() < deadline:
-            if not await ensure_async(client.km.is_alive()):
-                raise RuntimeError("the warm kernel died before replying to kernel_info")
-            msg_id = kc.kernel_info()
-            try:
-                reply = await kc.get_shell_msg(timeout=min(5.0, self.startup_timeout))
-            except Empty:
-                continue
-            if reply["parent_header"].get("msg_id") != msg_id:
-                continue
-            if await self._iopub_idle(kc, msg_id, 0.5):
-                self._kernel_info = reply
-                return
-        raise RuntimeError("the warm kernel did not answer kernel_info in time")
-
-    @staticmethod
-    async def _iopub_idle(kc: Any, msg_id: str, timeout: float) -> bool:
-        """Whether IOPub reports the request idle within ``timeout`` seconds."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while (left := deadline - loop.time()) > 0:
-            try:
-                msg = await kc.get_iopub_msg(timeout=left)
-            except Empty:
-                return False
-            if (
-                msg["parent_header"].get("msg_id") == msg_id
-                and msg["msg_type"] == "status"
-                and msg["content"].get("execution_state") == "idle"
-            ):
-                return True
-        return False
-
     async def _prepare(self, client: NotebookClient, code: str) -> None:
         """Run a warm kernel's preparation silently; it must succeed."""
         assert client.kc is not None
@@ -292,6 +247,8 @@ class NotebookRunner:
         lease, self._lease = self._lease, None
         self.execution.kernel_id = None
         if lease is not None:
+            if lease.client is not None:  # a warm kernel's client never handed to nbclient
+                lease.client.stop_channels()
             await self.kernels.discard(lease.kernel_id)
 
     # -- cells -------------------------------------------------------------------------------
