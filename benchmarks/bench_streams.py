@@ -9,7 +9,6 @@ last reader. Also the service process's peak RSS while the readers are connected
 from __future__ import annotations
 
 import asyncio
-import json
 import statistics
 import sys
 import threading
@@ -26,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
 import hubenv  # noqa: E402
+from service_calls import SSEChunkDecoder  # noqa: E402  (tests/ is on sys.path via common)
 
 NAME = "streams"
 GO_FILE = "bench-streams-go"
@@ -48,23 +48,18 @@ class Reader:
     def __init__(self) -> None:
         self.arrivals: dict[int, float] = {}
         self.timestamps: dict[int, float] = {}
-        self.buffer = b""
+        self.decoder = SSEChunkDecoder()
         self.connected = asyncio.Event()
         self.error: str | None = None
         self.final = False
 
     def on_chunk(self, chunk: bytes) -> None:
         now = time.time()
-        self.buffer += chunk
-        *messages, self.buffer = self.buffer.split(b"\n\n")
-        for message in messages:
-            for line in message.split(b"\n"):
-                if line.startswith(b"data: "):
-                    event = json.loads(line[6:])
-                    self.arrivals[event["seq"]] = now
-                    self.timestamps[event["seq"]] = event["timestamp"]
-                    if event["event"] in ("notebook_complete", "notebook_error"):
-                        self.final = True
+        for event in self.decoder.feed(chunk):
+            self.arrivals[event["seq"]] = now
+            self.timestamps[event["seq"]] = event["timestamp"]
+            if event["event"] in ("notebook_complete", "notebook_error"):
+                self.final = True
         if len(self.arrivals) >= 2:
             self.connected.set()
 

@@ -2,7 +2,8 @@
 
 Used by tests/hub and tests/reliability: `Service` sends requests as one token's owner,
 `sse_events` decodes a whole Server-Sent Events body, `sse_messages` and `ndjson_events`
-decode a streamed response as it arrives.
+decode a streamed response as it arrives, `SSEChunkDecoder` decodes the chunks of an
+asynchronous (tornado) stream; benchmarks/bench_streams.py uses that one too.
 """
 
 from __future__ import annotations
@@ -97,3 +98,21 @@ def ndjson_events(resp: requests.Response) -> Iterator[dict[str, Any]]:
     for line in resp.iter_lines(chunk_size=None):
         if line.strip():
             yield json.loads(line)
+
+
+class SSEChunkDecoder:
+    """Decodes a text/event-stream body fed chunk by chunk (a ``streaming_callback``)."""
+
+    def __init__(self) -> None:
+        self.buffer = b""
+
+    def feed(self, chunk: bytes) -> list[dict[str, Any]]:
+        """The data of every message that ``chunk`` completes."""
+        self.buffer += chunk
+        *messages, self.buffer = self.buffer.split(b"\n\n")
+        return [
+            json.loads(line[6:])
+            for message in messages
+            for line in message.split(b"\n")
+            if line.startswith(b"data: ")
+        ]

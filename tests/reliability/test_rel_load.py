@@ -15,7 +15,7 @@ import nbformat
 import pytest
 from realhub import RealHub, tiny_notebook
 from rel_helpers import EXECS, gated_notebook
-from service_calls import Service, sse_messages
+from service_calls import Service, SSEChunkDecoder, sse_messages
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 
@@ -57,17 +57,12 @@ async def test_fifty_concurrent_executions_across_two_users(
 
 class Reader:
     def __init__(self) -> None:
-        self.buffer = b""
+        self.decoder = SSEChunkDecoder()
         self.seqs: list[int] = []
         self.connected = asyncio.Event()
 
     def on_chunk(self, chunk: bytes) -> None:
-        self.buffer += chunk
-        *messages, self.buffer = self.buffer.split(b"\n\n")
-        for message in messages:
-            for line in message.split(b"\n"):
-                if line.startswith(b"data: "):
-                    self.seqs.append(json.loads(line[6:])["seq"])
+        self.seqs += [event["seq"] for event in self.decoder.feed(chunk)]
         if self.seqs:
             self.connected.set()
 
