@@ -61,10 +61,7 @@ export class ServiceAPI {
 
   /** The path below which the server's forwarded APIs live ("api/users/alice"). */
   forwardPath() {
-    const user = encodeURIComponent(this.user);
-    return this.serverName
-      ? `api/users/${user}/servers/${encodeURIComponent(this.serverName)}`
-      : `api/users/${user}`;
+    return this.serverName ? this.serverPath() : `api/users/${encodeURIComponent(this.user)}`;
   }
 
   url(path, query) {
