@@ -112,6 +112,15 @@ class ExecutionExtensionApp(ExtensionApp):
         help="Seconds after server start before the pool starts its kernels (start-up first).",
     ).tag(config=True)
 
+    warm_kernel_refill_delay = Float(
+        1.0,
+        help=(
+            "A warm kernel taken by an execution is replaced when that execution ends, or "
+            "after this many seconds if it runs longer (so that starting the replacement "
+            "does not slow the execution down)."
+        ),
+    ).tag(config=True)
+
     manager: ExecutionManager | None = None
     pool: WarmKernelPool | None = None
     _activity_task: asyncio.Task[Any] | None = None
@@ -130,6 +139,7 @@ class ExecutionExtensionApp(ExtensionApp):
                 max_idle=self.warm_kernel_max_idle,
                 check_interval=self.warm_kernel_check_interval,
                 log=self.log,
+                refill_delay=self.warm_kernel_refill_delay,
             )
             IOLoop.current().call_later(self.warm_kernel_start_delay, self.pool.start_filling)
         self.manager = ExecutionManager(
