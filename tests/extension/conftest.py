@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
+from ext_helpers import server_config
 from pytest_jupyter.jupyter_server import *  # noqa: F403
 
 FILES = Path(__file__).parent.parent / "files"
@@ -27,15 +28,8 @@ async def jp_asyncio_loop():
 @pytest.fixture
 def jp_server_config():
     """The server under test: the extension enabled, a generous concurrency limit."""
-    return {
-        "ServerApp": {"jpserver_extensions": {"nbexec_hub": True}},
-        "ExecutionExtensionApp": {
-            "max_concurrent_executions": 4,
-            "keepalive_seconds": 0.5,
-            "activity_interval": 0.2,
-            "warm_kernels": {},  # fresh kernels; test_ext_pool.py turns the pool on
-        },
-    }
+    # fresh kernels; test_ext_pool.py turns the pool on
+    return server_config(keepalive_seconds=0.5, activity_interval=0.2, warm_kernels={})
 
 
 @pytest.fixture

@@ -6,6 +6,21 @@ import asyncio
 
 import nbformat
 
+#: a pool of one warm python3 kernel, checked often (the pool tests' extension traits)
+WARM_POOL_OF_ONE = {
+    "warm_kernels": {"python3": 1},
+    "warm_kernel_start_delay": 0,
+    "warm_kernel_check_interval": 0.2,
+}
+
+
+def server_config(**extension_traits) -> dict:
+    """A ``jp_server_config``: the extension enabled, four runs at once, these traits."""
+    return {
+        "ServerApp": {"jpserver_extensions": {"nbexec_hub": True}},
+        "ExecutionExtensionApp": {"max_concurrent_executions": 4, **extension_traits},
+    }
+
 
 async def wait_for_event(execution, name: str, predicate=lambda event: True, timeout=60.0):
     """Wait until the execution has emitted a matching event; return it."""

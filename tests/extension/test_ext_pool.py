@@ -7,7 +7,7 @@ import os
 import signal
 
 import pytest
-from ext_helpers import read_json, stream_text, wait_done
+from ext_helpers import WARM_POOL_OF_ONE, read_json, server_config, stream_text, wait_done
 
 from nbexec_hub.extension.pool import WarmKernelPool
 
@@ -15,15 +15,7 @@ from nbexec_hub.extension.pool import WarmKernelPool
 @pytest.fixture
 def jp_server_config():
     """A pool of one warm python3 kernel, checked often."""
-    return {
-        "ServerApp": {"jpserver_extensions": {"nbexec_hub": True}},
-        "ExecutionExtensionApp": {
-            "max_concurrent_executions": 4,
-            "warm_kernels": {"python3": 1},
-            "warm_kernel_start_delay": 0,
-            "warm_kernel_check_interval": 0.2,
-        },
-    }
+    return server_config(**WARM_POOL_OF_ONE)
 
 
 @pytest.fixture

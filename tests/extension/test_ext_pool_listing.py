@@ -7,21 +7,13 @@ import asyncio
 import json
 
 import pytest
-from ext_helpers import kernel_pid, wait_done, wait_for_event
+from ext_helpers import WARM_POOL_OF_ONE, kernel_pid, server_config, wait_done, wait_for_event
 
 
 @pytest.fixture
 def jp_server_config():
     """A pool of one warm python3 kernel."""
-    return {
-        "ServerApp": {"jpserver_extensions": {"nbexec_hub": True}},
-        "ExecutionExtensionApp": {
-            "max_concurrent_executions": 4,
-            "warm_kernels": {"python3": 1},
-            "warm_kernel_start_delay": 0,
-            "warm_kernel_check_interval": 0.2,
-        },
-    }
+    return server_config(**WARM_POOL_OF_ONE)
 
 
 async def listed_kernels(jp_fetch) -> dict[str, dict]:
