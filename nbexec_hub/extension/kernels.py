@@ -10,7 +10,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from queue import Empty
-from typing import Any
+from typing import Any, Callable
 
 from jupyter_core.utils import ensure_async
 from jupyter_server._tz import utcnow
@@ -66,36 +66,39 @@ async def connect_client(km: Any, kc: Any, timeout: float) -> dict[str, Any]:
     raise RuntimeError(f"the kernel did not answer kernel_info within {timeout:g} s")
 
 
-async def _reply_to(kc: Any, msg_id: str, timeout: float) -> dict[str, Any] | None:
-    """The shell reply to ``msg_id`` (older replies skipped), or None on timeout."""
+async def _first_match(
+    get_msg: Callable[..., Any], matches: Callable[[dict[str, Any]], bool], timeout: float
+) -> dict[str, Any] | None:
+    """The first message from a channel that ``matches`` (others skipped), or None on timeout."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while (left := deadline - loop.time()) > 0:
         try:
-            reply = await kc.get_shell_msg(timeout=left)
+            msg = await get_msg(timeout=left)
         except Empty:
             return None
-        if reply["parent_header"].get("msg_id") == msg_id:
-            return reply
+        if matches(msg):
+            return msg
     return None
+
+
+async def _reply_to(kc: Any, msg_id: str, timeout: float) -> dict[str, Any] | None:
+    """The shell reply to ``msg_id`` (older replies skipped), or None on timeout."""
+    return await _first_match(
+        kc.get_shell_msg, lambda msg: msg["parent_header"].get("msg_id") == msg_id, timeout
+    )
 
 
 async def _iopub_idle(kc: Any, msg_id: str, timeout: float) -> bool:
     """Whether IOPub reports the request idle within ``timeout`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while (left := deadline - loop.time()) > 0:
-        try:
-            msg = await kc.get_iopub_msg(timeout=left)
-        except Empty:
-            return False
-        if (
-            msg["parent_header"].get("msg_id") == msg_id
-            and msg["msg_type"] == "status"
-            and msg["content"].get("execution_state") == "idle"
-        ):
-            return True
-    return False
+    idle = await _first_match(
+        kc.get_iopub_msg,
+        lambda msg: msg["parent_header"].get("msg_id") == msg_id
+        and msg["msg_type"] == "status"
+        and msg["content"].get("execution_state") == "idle",
+        timeout,
+    )
+    return idle is not None
 
 
 class ServerKernels:
