@@ -2,7 +2,8 @@
 
 Every execution is a chunked POST read to its final event; a failure is anything but a
 202 ending in ``notebook_complete``. Prints completed and failed counts, total wall time
-and executions per minute.
+and executions per minute, once per source of kernels (each user's named server of that
+kind, hubenv.SERVER_ARGS): forked from the template, the warm pool, spawned (cold).
 """
 
 from __future__ import annotations
@@ -45,12 +46,14 @@ async def run_one(url: str, headers: dict[str, str]) -> str | None:
     return None
 
 
-async def submit_all(hub: hubenv.Hub, total: int, users: list[hubenv.HubUser]) -> list[str | None]:
+async def submit_all(
+    hub: hubenv.Hub, total: int, users: list[hubenv.HubUser], server: str
+) -> list[str | None]:
     AsyncHTTPClient.configure(None, max_clients=total + 10)
     jobs = []
     for i in range(total):
         user = users[i % len(users)]
-        url = f"{hub.url}/services/nbexec/api/users/{user.name}/executions"
+        url = f"{hub.url}/services/nbexec/api/users/{user.name}/servers/{server}/executions"
         jobs.append(run_one(url, user.headers))
     return await asyncio.gather(*jobs)
 
@@ -58,23 +61,35 @@ async def submit_all(hub: hubenv.Hub, total: int, users: list[hubenv.HubUser]) -
 def main(hub: hubenv.Hub | None = None) -> list[common.Row]:
     total = common.runs(50, 10)
     n_users = 5 if not common.quick() else 2
+    rows = []
     with hubenv.maybe_hub(hub, users=n_users) as running:
         users = running.users[:n_users]
         for user in users:
             running.put_notebook(user, "trivial.ipynb", common.trivial_notebook(10))
-        start = time.perf_counter()
-        results = asyncio.run(submit_all(running, total, users))
-        elapsed = time.perf_counter() - start
-    failures = [r for r in results if r is not None]
-    for failure in failures[:5]:
-        print("failure:", failure, file=sys.stderr)
-    row = common.Row(NAME, f"{total} executions across {n_users} users at once", total, {
-        "completed": total - len(failures),
-        "failures": len(failures),
-        "total_s": elapsed,
-        "per_minute": (total - len(failures)) / elapsed * 60,
-    })
-    return [row]
+        for label, server in (
+            ("forked", hubenv.FORKED_SERVER),
+            ("pool", hubenv.POOL_SERVER),
+            ("cold", hubenv.COLD_SERVER),
+        ):
+            for user in users:
+                running.real.start_server(user.name, server)
+            time.sleep(3)  # the pools start their kernels shortly after the servers
+            start = time.perf_counter()
+            results = asyncio.run(submit_all(running, total, users, server))
+            elapsed = time.perf_counter() - start
+            for user in users:
+                running.real.stop_server(user.name, server)
+            failures = [r for r in results if r is not None]
+            for failure in failures[:5]:
+                print("failure:", failure, file=sys.stderr)
+            case = f"{total} executions across {n_users} users at once, {label}"
+            rows.append(common.Row(NAME, case, total, {
+                "completed": total - len(failures),
+                "failures": len(failures),
+                "total_s": elapsed,
+                "per_minute": (total - len(failures)) / elapsed * 60,
+            }))
+    return rows
 
 
 if __name__ == "__main__":

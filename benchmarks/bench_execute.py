@@ -2,9 +2,11 @@
 
 papermill's CLI, ``jupyter execute``, nbclient in-process, the Execution API straight on a
 Jupyter server (chunked POST until the final event), and the same through the hub service
-behind configurable-http-proxy; the last two with the extension's warm kernel pool (the
-default) and without it (cold). Prints median and p90, each one's speed-up over papermill's
-median, and how many runs got a warm kernel.
+behind configurable-http-proxy; the last two with each source of kernels: forked from the
+template (no pool), the warm pool of one spawned kernel (no forking), and spawned (cold).
+Prints median and p90, each one's speed-up over papermill's median, and how many runs got
+a warm kernel. Runs follow each other with no pause, as a script looping over parameters
+does; ``BENCH_PAUSE=1.5`` leaves a pause between runs (the warm pool refills during it).
 """
 
 from __future__ import annotations
@@ -30,8 +32,14 @@ import hubenv  # noqa: E402
 NAME = "execute"
 
 
-#: untimed pause between runs, so a warm kernel pool has refilled (as between real requests)
-PAUSE = float(os.environ.get("BENCH_PAUSE", "1" if common.quick() else "1.5"))
+#: untimed pause between runs (0: back to back, what a script looping over parameters does)
+PAUSE = float(os.environ.get("BENCH_PAUSE", "0"))
+#: the extension's kernel sources compared, as server arguments (hubenv.SERVER_ARGS)
+SOURCES = (
+    ("forked", hubenv.FORKED_SERVER),
+    ("pool", hubenv.POOL_SERVER),
+    ("cold", hubenv.COLD_SERVER),
+)
 
 
 class Case:
@@ -120,8 +128,8 @@ def main(hub: hubenv.Hub | None = None) -> list[common.Row]:
         cases["nbclient in-process"] = nbclient_in_process(folder, nb)
         for name, case in cases.items():
             timings[name] = case.run(n)
-        for label, args in (("warm", ()), ("cold", ("--ExecutionExtensionApp.warm_kernels={}",))):
-            with common.jupyter_server(folder, *args) as server:
+        for label, server_name in SOURCES:
+            with common.jupyter_server(folder, *hubenv.SERVER_ARGS[server_name]) as server:
                 name = f"extension direct, {label}"
                 cases[name] = execution_api(
                     f"{server.url}/api/executions", server.headers, "trivial.ipynb", "out.ipynb"
@@ -131,15 +139,17 @@ def main(hub: hubenv.Hub | None = None) -> list[common.Row]:
         with hubenv.maybe_hub(hub, users=1) as running:
             user = running.users[0]
             running.put_notebook(user, "trivial.ipynb", common.trivial_notebook(10))
-            running.real.start_server(user.name, hubenv.COLD_SERVER)
             base = f"{running.url}/services/nbexec/api/users/{user.name}"
-            for label, path in (("warm", ""), ("cold", f"/servers/{hubenv.COLD_SERVER}")):
+            for label, server_name in SOURCES:
+                running.real.start_server(user.name, server_name)
+                time.sleep(3)  # the pool starts its kernels shortly after the server
                 name = f"hub service via CHP, {label}"
                 cases[name] = execution_api(
-                    f"{base}{path}/executions", user.headers, "trivial.ipynb", f"out-{label}.ipynb"
+                    f"{base}/servers/{server_name}/executions", user.headers, "trivial.ipynb",
+                    f"out-{label}.ipynb",
                 )
                 timings[name] = cases[name].run(n)
-            running.real.stop_server(user.name, hubenv.COLD_SERVER, wait=False)
+                running.real.stop_server(user.name, server_name, wait=False)
     ref = statistics.median(timings["papermill CLI"])
     rows = []
     for name, seconds in timings.items():
@@ -153,4 +163,6 @@ def main(hub: hubenv.Hub | None = None) -> list[common.Row]:
 
 
 if __name__ == "__main__":
-    common.print_rows("bench_execute: 10-cell trivial notebook, wall time per run", main())
+    pause = f"{PAUSE:g} s pause between runs" if PAUSE else "back to back, no pause"
+    title = f"bench_execute: 10-cell trivial notebook, wall time per run ({pause})"
+    common.print_rows(title, main())

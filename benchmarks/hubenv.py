@@ -22,15 +22,22 @@ import common  # puts tests/ on sys.path, for realhub
 import nbformat
 from realhub import RealHub
 
-#: a named server "cold" runs without the extension's warm kernel pool (for comparisons)
-COLD_SERVER = "cold"
+#: named servers with the extension's kernel sources chosen (for comparisons): "cold"
+#: spawns every kernel (no warm pool, no forking), "forked" forks them (no pool), "pool"
+#: keeps one warm spawned kernel (no forking); a default server has the defaults
+COLD_SERVER, FORKED_SERVER, POOL_SERVER = "cold", "forked", "pool"
+_EXT = "--ExecutionExtensionApp"
+SERVER_ARGS = {
+    COLD_SERVER: [f"{_EXT}.warm_kernels={{}}", f"{_EXT}.fork_kernels=False"],
+    FORKED_SERVER: [f"{_EXT}.warm_kernels={{}}", f"{_EXT}.fork_kernels=True"],
+    POOL_SERVER: [f"{_EXT}.warm_kernels={{'python3': 1}}", f"{_EXT}.fork_kernels=False"],
+}
 COLD_SERVER_HOOK = f"""
 _nbexec_bench_previous_hook = c.Spawner.pre_spawn_hook
-def _nbexec_bench_cold(spawner):
+def _nbexec_bench_servers(spawner):
     _nbexec_bench_previous_hook(spawner)
-    if spawner.name == {COLD_SERVER!r}:
-        spawner.args = [*spawner.args, "--ExecutionExtensionApp.warm_kernels={{}}"]
-c.Spawner.pre_spawn_hook = _nbexec_bench_cold
+    spawner.args = [*spawner.args, *{SERVER_ARGS!r}.get(spawner.name, [])]
+c.Spawner.pre_spawn_hook = _nbexec_bench_servers
 """
 
 

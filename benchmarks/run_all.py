@@ -1,8 +1,9 @@
 """Run every benchmark against one real hub and print one table (``make bench``).
 
 ``BENCH_QUICK=1`` is the short mode CI runs to keep the scripts working; ``BENCH_ONLY=a,b``
-runs a subset (names: execute, overhead, concurrency, streams). Exits non-zero when a
-benchmark crashed or reported failures, after printing everything it measured.
+runs a subset (names: kernel_start, execute, overhead, concurrency, streams, memory,
+hostile). Exits non-zero when a benchmark crashed or reported failures, after printing
+everything it measured. bench_hostile runs on a hub of its own (bob's server there is hostile).
 """
 
 from __future__ import annotations
@@ -17,16 +18,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_concurrency  # noqa: E402
 import bench_execute  # noqa: E402
+import bench_hostile  # noqa: E402
+import bench_kernel_start  # noqa: E402
+import bench_memory  # noqa: E402
 import bench_overhead  # noqa: E402
 import bench_streams  # noqa: E402
 import common  # noqa: E402
 import hubenv  # noqa: E402
 
 BENCHMARKS = {
+    "kernel_start": bench_kernel_start,
     "execute": bench_execute,
     "overhead": bench_overhead,
     "concurrency": bench_concurrency,
     "streams": bench_streams,
+    "memory": bench_memory,
+    "hostile": bench_hostile,
 }
 
 

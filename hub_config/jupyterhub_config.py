@@ -4,7 +4,9 @@ What it sets up:
 
 1. the managed service ``nbexec`` (``python -m nbexec_hub.service``) at /services/nbexec/;
 2. a role giving the service's token what it needs: read users and servers, list
-   them (for ``GET /api/executions``), reach servers through the proxy, start them;
+   them (for ``GET /api/executions``), start servers, and mint per-server tokens: the
+   service never sends its own token to a user's server (users control their servers),
+   only a token of that user with the single scope ``access:servers!server=U/S``;
 3. permission for users to use the service (``access:services!service=nbexec``);
 4. the OAuth scopes the service's browser login may carry, so that an admin (or a
    user a server was shared with) keeps ``access:servers`` when acting through the page;
@@ -32,7 +34,7 @@ Kubernetes (zero-to-jupyterhub): put the same pieces in the chart's values inste
             from: [{podSelector: {matchLabels: {hub.jupyter.org/network-access-hub: "true"}}}]
       loadRoles:
         nbexec-service:
-          scopes: [read:users, list:users, read:servers, access:servers, servers]
+          scopes: [read:users, list:users, read:servers, servers, tokens]
           services: [nbexec]
         user:
           scopes: [self, "access:services!service=nbexec"]
@@ -85,8 +87,12 @@ c.JupyterHub.load_roles = [
             "read:users",  # user models (does the user exist?)
             "list:users",  # GET /api/executions lists the ready servers
             "read:servers",  # server models and spawn progress
-            "access:servers",  # forward requests to users' servers through the proxy
-            "servers",  # start servers (?start=1, POST .../server)
+            "servers",  # start servers for callers allowed to (?start=1, POST .../server)
+            # mint, per server U/S, a short-lived token of U with the one scope
+            # access:servers!server=U/S: the only credential sent to a user's server
+            "tokens",
+            # NOT access:servers: the service's own token never goes to users' servers,
+            # and with access:servers anyone who got hold of it could use every server
         ],
         "services": ["nbexec"],
     },
@@ -121,7 +127,8 @@ c.JupyterHub.allow_named_servers = True
 # Keep servers running across hub restarts so executions are not interrupted:
 # c.JupyterHub.cleanup_servers = False
 # The hub's home page can also show whether the user's default server is running and how
-# its start is going (nbexec's home.html extends the hub's own and asks only the hub's API).
+# its start is going (nbexec's home.html extends the hub's own and asks only the hub's API;
+# its script is loaded from the service's static files, /services/nbexec/static/).
 # nbexec_template_dirs() finds the templates in a checkout or under
 # <prefix>/share/nbexec-hub/templates after pip install; remove these lines to keep the
 # hub's plain home page.

@@ -43,8 +43,18 @@ class PayloadTooLarge(NbexecError):
     """The request body is over the configured limit."""
 
 
+class TooManyRequests(NbexecError):
+    """The caller holds as many streams (or requests) as it may at once."""
+
+
 class UpstreamError(NbexecError):
     """A server we forward to could not be reached or answered nonsense."""
+
+    def __init__(self, message: str, *, cause: str = "other", **details: Any) -> None:
+        super().__init__(message, **details)
+        #: what failed, for the service's metrics (never part of the answer): "hub_api",
+        #: "server_start", "server_unreachable", "server_answer" or "other"
+        self.cause = cause
 
 
 class UpstreamTimeout(NbexecError):

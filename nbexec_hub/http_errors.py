@@ -22,6 +22,7 @@ STATUS_FOR_ERROR: dict[type[errors.NbexecError], int] = {
     errors.NotFound: 404,
     errors.Conflict: 409,
     errors.PayloadTooLarge: 413,
+    errors.TooManyRequests: 429,
     errors.UpstreamError: 502,
     errors.UpstreamTimeout: 504,
 }
@@ -46,7 +47,11 @@ class JSONErrorMixin:
                 status_code = mapped
         super().send_error(status_code, **kwargs)  # type: ignore[misc]
 
+    #: the exception the request was answered with (the service's metrics count its cause)
+    failure: BaseException | None = None
+
     def log_exception(self, typ, value, tb) -> None:  # type: ignore[no-untyped-def]
+        self.failure = value
         if isinstance(value, errors.NbexecError):
             self.log.warning(  # type: ignore[attr-defined]
                 "%d %s: %s", status_for(value), self.request.method, value.message  # type: ignore[attr-defined]
@@ -56,14 +61,18 @@ class JSONErrorMixin:
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
-        reason = self._reason  # type: ignore[attr-defined]
-        body: dict[str, Any] = {"message": reason, "reason": None}
-        if isinstance(exc, errors.NbexecError):
-            body.update(exc.details)
-            body["message"] = exc.message
-            body["reason"] = type(exc).__name__
-        elif isinstance(exc, web.HTTPError):
-            body["message"] = exc.log_message % exc.args if exc.log_message else reason
-            body["reason"] = exc.reason
         self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.finish(json.dumps(body))
+        self.finish(json.dumps(error_body(exc, self._reason)))  # type: ignore[attr-defined]
+
+
+def error_body(exc: BaseException | None, reason: str) -> dict[str, Any]:
+    """The JSON error body for an exception (`reason`: the status line's phrase)."""
+    body: dict[str, Any] = {"message": reason, "reason": None}
+    if isinstance(exc, errors.NbexecError):
+        body.update(exc.details)
+        body["message"] = exc.message
+        body["reason"] = type(exc).__name__
+    elif isinstance(exc, web.HTTPError):
+        body["message"] = exc.log_message % exc.args if exc.log_message else reason
+        body["reason"] = exc.reason
+    return body

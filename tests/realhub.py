@@ -91,6 +91,16 @@ def slow_notebook(cells: int = 4, seconds: float = 0.7) -> nbformat.NotebookNode
     return nb
 
 
+def ticking_notebook(lines: int = 5, seconds: float = 0.4) -> nbformat.NotebookNode:
+    """One cell printing ``tick <i>`` every ``seconds`` (live output: issue 14)."""
+    nb = tiny_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(
+        f"import time\nfor i in range({lines}):\n    print('tick', i, flush=True)\n"
+        f"    time.sleep({seconds})"
+    )]
+    return nb
+
+
 class RealHub:
     """One jupyterhub process (with its proxy, the nbexec service and users' servers)."""
 

@@ -105,11 +105,17 @@ class JupyterServer:
         return NbexecClient.for_server(url or self.url, self.token)
 
 
+def store_path(root: Path) -> Path:
+    """Where a server on ``root`` keeps its executions: beside the root, not in the real
+    Jupyter data folder, and the same for a server started again on the same root."""
+    return root.parent / f".nbexec-store-{root.name}"
+
+
 @contextlib.contextmanager
 def jupyter_server(root: Path, *args: str, timeout: float = 60) -> Iterator[JupyterServer]:
     """Start ``jupyter server`` on a free port serving ``root`` (extra ``args`` on its
     command line) and wait until it answers; stop it afterwards. Its log is written next
-    to ``root``."""
+    to ``root``, its execution store too (`store_path`)."""
     port = free_port()
     token = secrets.token_hex(16)
     env = {
@@ -117,6 +123,9 @@ def jupyter_server(root: Path, *args: str, timeout: float = 60) -> Iterator[Jupy
         if not k.startswith(("JUPYTERHUB_", "JUPYTER_SERVER_URL"))
     }
     log = root.parent / f"jupyter-server-{port}.log"
+    # traitlets refuses a trait given twice on the command line
+    own_store = any(a.startswith("--ExecutionExtensionApp.store_path=") for a in args)
+    store_arg = [] if own_store else [f"--ExecutionExtensionApp.store_path={store_path(root)}"]
     with tempfile.TemporaryDirectory(prefix="jupyter-runtime-") as runtime:
         env["JUPYTER_RUNTIME_DIR"] = runtime
         with open(log, "wb") as out:
@@ -125,7 +134,7 @@ def jupyter_server(root: Path, *args: str, timeout: float = 60) -> Iterator[Jupy
                     sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root",
                     "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
                     "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
-                    f"--ServerApp.root_dir={root}", *args,
+                    f"--ServerApp.root_dir={root}", *store_arg, *args,
                 ],
                 stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root,
                 preexec_fn=die_with_parent,

@@ -82,7 +82,7 @@ def cmd_run(args: argparse.Namespace, client: NbexecClient) -> int:
     """Run a notebook, by default waiting for it with a progress display."""
     params = load_params(args)
     if args.start:
-        if client.target.kind != "hub":
+        if not client.target.can_start:
             raise UsageError("--start needs the hub service (a plain server cannot be started)")
         client.start_if_needed(args.start_timeout)
     options = dict(output_path=args.output_path, overwrite=args.overwrite,
@@ -91,7 +91,7 @@ def cmd_run(args: argparse.Namespace, client: NbexecClient) -> int:
         model = client.run(args.notebook, params, wait=False, **options)
         print_answer(args.json, model, model["exec_id"])
         return EXIT_OK
-    view = ProgressView.for_terminal(args.json)
+    view = ProgressView.for_terminal(args.json, log_output=args.log_output)
     try:
         model = client.run(args.notebook, params, wait=True, on_event=view, **options)
     except KeyboardInterrupt:
@@ -104,7 +104,7 @@ def cmd_run(args: argparse.Namespace, client: NbexecClient) -> int:
 
 def cmd_progress(args: argparse.Namespace, client: NbexecClient) -> int:
     """Follow an execution until it ends; exit code as for run."""
-    view = ProgressView.for_terminal(args.json)
+    view = ProgressView.for_terminal(args.json, log_output=args.log_output)
     try:
         model = client.follow(args.exec_id, on_event=view)
     except KeyboardInterrupt:
@@ -118,7 +118,7 @@ def cmd_progress(args: argparse.Namespace, client: NbexecClient) -> int:
 def cmd_list(args: argparse.Namespace, client: NbexecClient) -> int:
     """List executions as a table (or JSON)."""
     if args.all_servers:
-        if client.target.kind != "hub":
+        if not client.target.can_list_all_servers:
             raise UsageError("--all-servers needs the hub service")
         body = client.list_all_servers()
         executions = body.get("executions", [])
@@ -174,9 +174,8 @@ def cmd_status(args: argparse.Namespace, client: NbexecClient) -> int:
     try:
         status = client.server_status()
     except NbexecAPIError as e:
-        if client.target.kind == "server" and e.status is None:
-            status = {"state": "stopped", "ready": False, "message": e.message}
-        else:
+        status = client.target.unreachable_status(e)
+        if status is None:
             raise
     pending = f" ({status['pending']})" if status.get("pending") else ""
     print_answer(args.json, status, f"{status.get('state')}{pending}")

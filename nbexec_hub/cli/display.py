@@ -3,6 +3,8 @@
 The bar (cells done of total, the cell now running) is for a terminal; when stderr is not
 one, each cell becomes one plain line, so logs of cron jobs and CI stay readable. With
 ``--json`` every event goes to stdout as one JSON line and nothing else is printed there.
+With ``--log-output`` the cells' outputs are shown as they arrive: printed text goes to
+stdout or stderr as the kernel sent it, any other output is one line saying what it is.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any, TextIO
 from tqdm import tqdm
 
 from ..client import Event
+from ..protocol import FINAL_EVENTS, NOTEBOOK_START, OUTPUT
 
 #: the bar: running cell, percentage, bar, cells done of total, time spent
 BAR_FORMAT = "{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} cells [{elapsed}]"
@@ -40,6 +43,17 @@ def parse_progress(value: str | None) -> tuple[int, int] | None:
         return None
 
 
+def output_line(output: dict[str, Any]) -> str:
+    """One line saying what a (non-stream) output is, e.g. ``[display_data: image/png]``."""
+    kind = output.get("output_type", "output")
+    if kind == "error":
+        return f"[error: {output.get('ename')}: {output.get('evalue')}]"
+    data = output.get("data")
+    if isinstance(data, dict) and data:
+        return f"[{kind}: {', '.join(data)}]"
+    return f"[{kind}]"
+
+
 def print_json(obj: Any, out: TextIO | None = None) -> None:
     """One JSON document on one line, flushed (for ``--json`` readers)."""
     out = out or sys.stdout
@@ -58,38 +72,51 @@ def print_answer(as_json: bool, model: Any, text: str) -> None:
 class ProgressView:
     """Receives every progress event (an `EventCallback`) and renders it."""
 
-    def __init__(self, mode: str, err: TextIO | None = None, out: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        mode: str,
+        err: TextIO | None = None,
+        out: TextIO | None = None,
+        *,
+        log_output: bool = False,
+    ) -> None:
         if mode not in ("bar", "lines", "json"):
             raise ValueError(f"unknown progress mode {mode!r}")
         self.mode = mode
         self.err = err or sys.stderr
         self.out = out or sys.stdout
+        #: show the ``output`` events (``--log-output``)
+        self.log_output = log_output
+        #: the files whose last write did not end its line
+        self._open_lines: set[int] = set()
         self.exec_id: str | None = None
         self.final: Event | None = None
         self._bar: tqdm | None = None
 
     @classmethod
-    def for_terminal(cls, as_json: bool) -> ProgressView:
+    def for_terminal(cls, as_json: bool, *, log_output: bool = False) -> ProgressView:
         """JSON when asked, a bar when stderr is a terminal, plain lines otherwise."""
         if as_json:
             return cls("json")
-        return cls("bar" if sys.stderr.isatty() else "lines")
+        return cls("bar" if sys.stderr.isatty() else "lines", log_output=log_output)
 
     def __call__(self, event: Event) -> None:
         execution = event.get("execution") or {}
         if self.exec_id is None and execution.get("exec_id"):
             self.exec_id = execution["exec_id"]
         name = event.get("event")
-        if name in ("notebook_complete", "notebook_error"):
+        if name in FINAL_EVENTS:
             self.final = event
         if self.mode == "json":
             print_json(event, self.out)
             return
-        if name == "notebook_start":
+        if name == NOTEBOOK_START:
             self._say(f"started {execution.get('exec_id')}: {execution.get('path')}")
         elif name in ("start", "end"):
             self._cell(name, event)
-        elif name in ("notebook_complete", "notebook_error"):
+        elif name == OUTPUT and self.log_output:
+            self._output(event.get("output") or {})
+        elif name in FINAL_EVENTS:
             self.close()
 
     def _cell(self, name: str, event: Event) -> None:
@@ -115,15 +142,43 @@ class ProgressView:
                                       refresh=False)
         self._bar.refresh()
 
-    def _say(self, line: str) -> None:
-        if self._bar is not None:
-            self._bar.write(line, file=self.err)
+    def _output(self, output: dict[str, Any]) -> None:
+        if output.get("output_type") == "stream":
+            text = output.get("text")
+            if isinstance(text, list):
+                text = "".join(text)
+            if text:  # as the kernel sent it, going on with a line it left open
+                self._write(self.err if output.get("name") == "stderr" else self.out, text)
         else:
-            self.err.write(line + "\n")
-            self.err.flush()
+            target = self.err if output.get("output_type") == "error" else self.out
+            self._write(target, output_line(output) + "\n", own_line=True)
+
+    def _say(self, line: str) -> None:
+        self._write(self.err, line + "\n", own_line=True)
+
+    def _write(self, file: TextIO, text: str, own_line: bool = False) -> None:
+        """Write and flush (a pipe passes it on at once) without breaking the bar; text
+        that needs its ``own_line`` starts a new one when a printed line was left open."""
+        if own_line and id(file) in self._open_lines:
+            text = "\n" + text
+        if self._bar is not None:
+            with tqdm.external_write_mode(file=self.err):
+                file.write(text)
+                file.flush()
+        else:
+            file.write(text)
+            file.flush()
+        if text.endswith("\n"):
+            self._open_lines.discard(id(file))
+        else:
+            self._open_lines.add(id(file))
 
     def close(self) -> None:
-        """End the bar (if any) so that later output starts on a fresh line."""
+        """End the bar (if any) and any line printed text left open, so that later output
+        starts on a fresh line."""
+        for file in (self.out, self.err):
+            if id(file) in self._open_lines:
+                self._write(file, "\n")
         if self._bar is not None:
             self._bar.close()
             self._bar = None

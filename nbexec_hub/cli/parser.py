@@ -40,6 +40,12 @@ where settings come from (flags win over the environment):
 """
 
 
+LOG_OUTPUT_HELP = (
+    "print the cells' outputs as they arrive: printed text to stdout or stderr as the "
+    "kernel sent it, other outputs (images, results, errors) as one line saying what they are"
+)
+
+
 class UsageError(Exception):
     """Arguments or settings that cannot work (exit code 2)."""
 
@@ -104,13 +110,18 @@ def build_parser() -> argparse.ArgumentParser:
                      help="what Ctrl-C does to the running execution: ask (the default; "
                      "leave when there is no terminal to ask on), shutdown, leave")
 
+    run.add_argument("--log-output", action="store_true", help=LOG_OUTPUT_HELP)
+
     listing = add("list", "List the executions of the server.")
     listing.add_argument("--all-servers", action="store_true",
                          help="every ready server you may access (hub service only)")
     for name, text in [("show", "Show one execution's model."),
                        ("progress", "Follow an execution's progress until it ends."),
                        ("shutdown", "Shut an execution's kernel down.")]:
-        add(name, text).add_argument("exec_id", metavar="ID", help="execution id")
+        one = add(name, text)
+        one.add_argument("exec_id", metavar="ID", help="execution id")
+        if name == "progress":
+            one.add_argument("--log-output", action="store_true", help=LOG_OUTPUT_HELP)
     delete = add("delete", "Delete one execution, or all with --all (kernels are shut down).")
     which = delete.add_mutually_exclusive_group(required=True)
     which.add_argument("exec_id", metavar="ID", nargs="?", help="execution id")

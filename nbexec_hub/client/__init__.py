@@ -13,7 +13,7 @@ the server's message. Streams are read as they arrive; a stream that drops befor
 event is resumed from the last ``seq`` with ``GET …/progress`` and ``Last-Event-ID``.
 
 The pieces: `api` (the client's calls), `streams` (reading and resuming event streams),
-`target` (where requests go), `errors` (`NbexecAPIError`).
+`target` (where requests go: `HubTarget`, `ServerTarget`), `errors` (`NbexecAPIError`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from __future__ import annotations
 from .api import CONNECT_TIMEOUT, READ_TIMEOUT, RESERVED_PARAMS, NbexecClient
 from .errors import NbexecAPIError
 from .streams import FINAL_EVENTS, Event, EventCallback, iter_stream_events
-from .target import Target, hub_target, server_target
+from .target import HubTarget, ServerTarget, Target, hub_target, server_target
 
 __all__ = [
     "CONNECT_TIMEOUT",
@@ -30,8 +30,10 @@ __all__ = [
     "RESERVED_PARAMS",
     "Event",
     "EventCallback",
+    "HubTarget",
     "NbexecAPIError",
     "NbexecClient",
+    "ServerTarget",
     "Target",
     "hub_target",
     "iter_stream_events",

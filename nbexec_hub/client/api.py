@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
-from urllib.parse import quote
 
 import requests
 
+from ..protocol import NOTEBOOK_START, RESERVED_PARAMS
 from .errors import NbexecAPIError
 from .streams import (
     Event,
@@ -18,11 +18,6 @@ from .streams import (
     resumed_progress,
 )
 from .target import Target, hub_target, server_target
-
-#: parameters of POST /api/executions that are not notebook parameters (CONTRACT A.3)
-RESERVED_PARAMS = frozenset(
-    {"notebook", "output_path", "overwrite", "jupyter_kernel", "cell_timeout"}
-)
 
 #: seconds to wait for a TCP connection; streams have no read timeout (a cell may run for hours)
 CONNECT_TIMEOUT = 10.0
@@ -73,8 +68,11 @@ class NbexecClient:
     # -- plumbing ---------------------------------------------------------------------------
 
     def _url(self, *parts: str) -> str:
-        quoted = "/".join(quote(p, safe="") for p in parts)
-        return self.target.api_url + "executions" + ("/" + quoted if quoted else "")
+        return self.target.executions_url(*parts)
+
+    def _call(self, method: str, url: str) -> Any:
+        """A request the target answers itself (never forwarded); its JSON body."""
+        return self._json(self._request(method, url, forwarded=False))
 
     def _request(
         self,
@@ -129,10 +127,7 @@ class NbexecClient:
 
     def list_all_servers(self) -> dict[str, Any]:
         """Hub only: executions of every ready server the token may access."""
-        if self.target.kind != "hub":
-            raise NbexecAPIError("listing every server needs the hub service")
-        url = self.target.api_url.split("/api/users/")[0] + "/api/executions"
-        return self._json(self._request("GET", url, forwarded=False))
+        return self._call("GET", self.target.all_executions_url())
 
     def get(self, exec_id: str) -> dict[str, Any]:
         """One execution model."""
@@ -165,13 +160,14 @@ class NbexecClient:
         wait: bool = True,
         on_event: EventCallback | None = None,
     ) -> dict[str, Any]:
-        """Run a notebook; with ``wait`` follow its progress (``on_event`` gets each event)
-        and return the final model, else return the model as started."""
+        """Run a notebook; with ``wait`` follow its progress (``on_event`` gets each event,
+        the running cells' ``output`` events too) and return the final model, else return
+        the model as started."""
         if not wait:
             model = self.start(notebook, params, output_path=output_path, overwrite=overwrite,
                                kernel=kernel, cell_timeout=cell_timeout)
             if on_event is not None:
-                on_event({"event": "notebook_start", "timestamp": time.time(),
+                on_event({"event": NOTEBOOK_START, "timestamp": time.time(),
                           "execution": model})
             return model
         kwargs = self._run_body(notebook, params, output_path, overwrite, kernel, cell_timeout)
@@ -259,22 +255,13 @@ class NbexecClient:
 
     def server_status(self) -> dict[str, Any]:
         """The server's status model (CONTRACT B.3); a direct server is ``ready`` if it answers."""
-        if self.target.kind == "hub":
-            return self._json(
-                self._request("GET", self.target.server_url or "", forwarded=False)
-            )
-        self._request("GET", self.target.api_url + "status", forwarded=False)
-        return {"state": "ready", "ready": True, "pending": None, "url": self.target.server_url}
+        return self.target.status(self._call)
 
     def start_server(self) -> dict[str, Any]:
         """Hub only: ask the hub to start the server; returns the status model."""
-        if self.target.kind != "hub":
-            raise NbexecAPIError("a server can only be started through the hub service")
-        return self._json(
-            self._request("POST", self.target.server_url or "", forwarded=False)
-        )
+        return self.target.start_server(self._call)
 
     def start_if_needed(self, wait: int = 60) -> None:
         """Hub only: have the next execution requests start the server and wait for it."""
-        if self.target.kind == "hub":
-            self.target.extra_query.update({"start": "1", "wait": str(wait)})
+        # a new target: the old one may be shared with another client
+        self.target = self.target.starting(wait)

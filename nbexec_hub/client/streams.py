@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import requests
 
+from ..protocol import FINAL_EVENTS, LineSplitter, SSEDecoder, wants_event_stream
 from .errors import NbexecAPIError, StreamInterrupted
 
 log = logging.getLogger(__name__)
@@ -22,50 +23,30 @@ log = logging.getLogger(__name__)
 Event = dict[str, Any]
 EventCallback = Callable[[Event], None]
 
-#: events that end an execution's stream
-FINAL_EVENTS = frozenset({"notebook_complete", "notebook_error"})
 
 
 def iter_stream_events(response: requests.Response) -> Iterator[Event]:
     """Decode a streamed body as it arrives: NDJSON, or Server-Sent Events by Content-Type."""
-    sse = "text/event-stream" in response.headers.get("Content-Type", "")
-    data_lines: list[str] = []
-    last_id: str | None = None
+    sse = SSEDecoder() if wants_event_stream(response.headers.get("Content-Type")) else None
     for line in _iter_lines(response.iter_content(chunk_size=None)):
-        if not sse:
+        if sse is None:
             if line.strip():
                 yield json.loads(line)
             continue
-        if line == "":
-            if data_lines:
-                event = json.loads("\n".join(data_lines))
-                if last_id is not None and "seq" not in event and last_id.isdigit():
-                    event["seq"] = int(last_id)
-                yield event
-            data_lines = []
-        elif line.startswith(":"):
-            continue  # keep-alive comment
-        else:
-            name, _, value = line.partition(":")
-            value = value[1:] if value.startswith(" ") else value
-            if name == "data":
-                data_lines.append(value)
-            elif name == "id":
-                last_id = value
+        event = sse.line(line)
+        if event is not None:
+            yield event
 
 
 def _iter_lines(chunks: Iterable[bytes]) -> Iterator[str]:
     """Split byte chunks into text lines, yielding each as soon as its newline arrives."""
-    pending = b""
+    splitter = LineSplitter()
     for chunk in chunks:
-        if not chunk:
-            continue
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
-        for raw in lines:
+        for raw in splitter.feed(chunk):
             yield raw.rstrip(b"\r").decode("utf-8")
-    if pending.strip():
-        yield pending.decode("utf-8")
+    rest = splitter.rest()
+    if rest.strip():
+        yield rest.decode("utf-8")
 
 
 def drain_events(events: Iterable[Event], on_event: EventCallback | None) -> dict[str, Any]:

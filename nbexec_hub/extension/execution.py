@@ -11,10 +11,11 @@ import asyncio
 import time
 import uuid
 from collections import deque
-from typing import Any
+from typing import Any, Callable
 
 #: the events that end an execution's log
-FINAL_EVENTS = ("notebook_complete", "notebook_error")
+from ..protocol import FINAL_EVENTS, NOTEBOOK_COMPLETE, NOTEBOOK_ERROR
+from . import metrics
 
 
 def now() -> float:
@@ -72,6 +73,33 @@ class Execution:
         self._next_seq = 0
         self._changed = asyncio.Event()
         self.finished = asyncio.Event()
+        #: called with ``(seq, event)`` after each event (the store, the checkpoints)
+        self.listeners: list[Callable[[int, dict[str, Any]], None]] = []
+        #: whether the events after the first left memory (they replay from the store)
+        self.events_dropped = False
+
+    @classmethod
+    def restored(cls, model: dict[str, Any], next_seq: int, max_events: int = 10000) -> Execution:
+        """An execution of an earlier server life, from its stored model (no events in memory)."""
+        ex = cls(
+            path=model["path"],
+            params=model.get("params") or {},
+            output_path=model.get("output_path"),
+            overwrite=bool(model.get("overwrite")),
+            jupyter_kernel=model.get("jupyter_kernel"),
+            cell_timeout=model.get("cell_timeout"),
+            max_events=max_events,
+        )
+        ex.exec_id = model["exec_id"]
+        ex.status = model.get("status") or "initializing"
+        for name in ("progress", "last_cell_source", "started_at", "completed_at", "kernel_name"):
+            setattr(ex, name, model.get(name))
+        ex.warm_kernel = bool(model.get("warm_kernel"))
+        ex._next_seq = next_seq
+        ex.events_dropped = True
+        if ex.status == "completed" or ex.status.startswith("error"):
+            ex.finished.set()
+        return ex
 
     # -- the model -------------------------------------------------------------------------
 
@@ -123,6 +151,9 @@ class Execution:
             self.finished.set()
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
+        metrics.on_event(self, event)
+        for listener in self.listeners:
+            listener(entry[0], event)
         return event
 
     def finish(self, status: str, *, error: str | None = None) -> dict[str, Any]:
@@ -131,9 +162,9 @@ class Execution:
         self.completed_at = now()
         self.kernel_id = None
         if error is None:
-            return self.emit("notebook_complete", execution=self.model())
+            return self.emit(NOTEBOOK_COMPLETE, execution=self.model())
         return self.emit(
-            "notebook_error", output_path=self.output_path, error=error, execution=self.model()
+            NOTEBOOK_ERROR, output_path=self.output_path, error=error, execution=self.model()
         )
 
     @property
@@ -146,6 +177,11 @@ class Execution:
         entries = [] if self._head is None else [self._head]
         entries.extend(self._tail)
         return [entry for entry in entries if entry[0] >= seq]
+
+    def drop_events(self) -> None:
+        """Let the events go from memory (the store holds them); the first one stays."""
+        self._tail.clear()
+        self.events_dropped = True
 
     def changed(self) -> asyncio.Event:
         """An event set at the next emit: take it before reading, then wait on it."""

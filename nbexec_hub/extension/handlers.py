@@ -1,8 +1,11 @@
 """HTTP handlers of ``/api/executions``: parse the request, call the manager, write JSON.
 
-Unauthenticated requests get 401 JSON; domain errors are mapped to status codes by
-`nbexec_hub.http_errors.JSONErrorMixin`. Streams (chunked JSON lines or SSE) are written
-and flushed per event; a reader that goes away only ends its own stream.
+Unauthenticated requests get 401 JSON; authenticated ones then go through the server's
+``Authorizer`` as its kernels API does (resource ``kernels``: ``read`` to look,
+``execute`` to run, ``write`` to shut down or delete; a refusal is a 403 JSON). Domain
+errors are mapped to status codes by `nbexec_hub.http_errors.JSONErrorMixin`. Streams
+(chunked JSON lines or SSE) are written and flushed per event; a reader that goes away
+only ends its own stream.
 """
 
 from __future__ import annotations
@@ -11,13 +14,14 @@ import asyncio
 import json
 from typing import Any
 
+from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from tornado import web
 from tornado.iostream import StreamClosedError
 
 from ..errors import BadRequest, PayloadTooLarge, Unauthorized
 from ..http_errors import JSONErrorMixin
-from ..sse import (
+from ..protocol import (
     SSE_HEADERS,
     format_event,
     keepalive_comment,
@@ -27,14 +31,19 @@ from ..sse import (
 )
 from .execution import Execution
 from .manager import ExecutionManager
-from .request import parse_run_request
+from .naming import normalize_api_path, refuse_hidden
+from .request import parse_json_body, parse_run_request
 
 NDJSON = "application/x-ndjson"
 NO_CREDENTIALS = "authentication required: send 'Authorization: token <token>'"
+#: what the server's Authorizer is asked about: executions run kernels
+AUTH_RESOURCE = "kernels"
 
 
 class ExecutionsAPIHandler(JSONErrorMixin, APIHandler):
     """Common parts: the manager, 401 for anonymous callers, bodies, streams."""
+
+    auth_resource = AUTH_RESOURCE
 
     @property
     def manager(self) -> ExecutionManager:
@@ -65,6 +74,11 @@ class ExecutionsAPIHandler(JSONErrorMixin, APIHandler):
         super().on_connection_close()
 
     @property
+    def allow_hidden(self) -> bool:
+        """Whether the server shows hidden files (then runs may read and write them)."""
+        return bool(getattr(self.contents_manager, "allow_hidden", False))
+
+    @property
     def chunked(self) -> bool:
         """Whether the caller asked to wait for the work (``X-Response-Encoding: chunked``)."""
         return self.request.headers.get("X-Response-Encoding", "").strip().lower() == "chunked"
@@ -76,13 +90,7 @@ class ExecutionsAPIHandler(JSONErrorMixin, APIHandler):
             raise PayloadTooLarge(f"the request body is over {limit} bytes")
         ctype = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if ctype == "application/json":
-            try:
-                data = json.loads(self.request.body or b"{}")
-            except ValueError as exc:
-                raise BadRequest(f"the JSON body does not parse: {exc}") from None
-            if not isinstance(data, dict):
-                raise BadRequest("the JSON body must be an object")
-            return data, False
+            return parse_json_body(self.request.body), False
         try:
             args = {k: v[-1].decode("utf-8") for k, v in self.request.body_arguments.items()}
         except UnicodeDecodeError:
@@ -116,7 +124,7 @@ class ExecutionsAPIHandler(JSONErrorMixin, APIHandler):
         try:
             while True:
                 changed = ex.changed()
-                batch = ex.events_since(next_seq)
+                batch = await self.manager.events_since(ex, next_seq)
                 for seq, event in batch:
                     payload = dict(event, seq=seq) if with_seq else event
                     self.write(format_event(payload) if sse else json.dumps(payload) + "\n")
@@ -124,8 +132,10 @@ class ExecutionsAPIHandler(JSONErrorMixin, APIHandler):
                 if batch or first:
                     await self.flush()
                     first = False
-                if ex.is_done and next_seq >= ex.next_seq:
+                if ex.is_done and (next_seq >= ex.next_seq or not batch):
                     break
+                if batch and next_seq < ex.next_seq:
+                    continue  # the store replays a long log in pages
                 if not await self._wait_for(changed, keepalive):
                     if self._closed.is_set():
                         return
@@ -150,20 +160,24 @@ class ExecutionsAPIHandler(JSONErrorMixin, APIHandler):
 class ExecutionsHandler(ExecutionsAPIHandler):
     """``/api/executions``: list, run, delete all."""
 
+    @authorized("read")
     async def get(self) -> None:
         """List every execution."""
         self.finish_json({"executions": [ex.model() for ex in self.manager.list()]})
 
+    @authorized("execute")
     async def post(self) -> None:
         """Run a notebook: 202 with notebook_start, or the whole stream when chunked."""
         args, from_form = self.body_arguments()
-        ex = await self.manager.create(parse_run_request(args, from_form=from_form))
+        req = parse_run_request(args, from_form=from_form, allow_hidden=self.allow_hidden)
+        ex = await self.manager.create(req)
         self.set_status(202)
         if self.chunked:
             await self.stream_events(ex, start_seq=0, sse=False, with_seq=False)
         else:
             self.finish(json.dumps(ex.events_since(0)[0][1]))
 
+    @authorized("write")
     async def delete(self) -> None:
         """Delete every execution, shutting their kernels down."""
         await self.manager.delete_all(wait=self.chunked)
@@ -173,10 +187,12 @@ class ExecutionsHandler(ExecutionsAPIHandler):
 class ExecutionHandler(ExecutionsAPIHandler):
     """``/api/executions/<exec_id>``: show, act on, delete one."""
 
+    @authorized("read")
     async def get(self, exec_id: str) -> None:
         """Show one execution."""
         self.finish_json({"execution": self.manager.get(exec_id).model()})
 
+    @authorized("write")
     async def post(self, exec_id: str) -> None:
         """Run an action on an execution (only ``shutdown``)."""
         args, _ = self.body_arguments()
@@ -192,6 +208,7 @@ class ExecutionHandler(ExecutionsAPIHandler):
         else:
             self.finish_empty()
 
+    @authorized("write")
     async def delete(self, exec_id: str) -> None:
         """Delete an execution, shutting its kernel down if it is alive."""
         await self.manager.delete(exec_id, wait=self.chunked)
@@ -201,6 +218,7 @@ class ExecutionHandler(ExecutionsAPIHandler):
 class ProgressHandler(ExecutionsAPIHandler):
     """``/api/executions/<exec_id>/progress``: replay, then follow, the events."""
 
+    @authorized("read")
     async def get(self, exec_id: str) -> None:
         """Stream the events as JSON lines, or as SSE when the caller accepts it."""
         ex = self.manager.get(exec_id)
@@ -215,9 +233,13 @@ class ProgressHandler(ExecutionsAPIHandler):
 class ParametersHandler(ExecutionsAPIHandler):
     """``/api/executions/parameters?notebook=``: what a notebook's parameters cell declares."""
 
+    @authorized("read")
     async def get(self) -> None:
         """The declared parameters of a notebook."""
         notebook = self.get_query_argument("notebook", None)
+        if notebook:
+            path = normalize_api_path(notebook, "notebook")
+            refuse_hidden(path, "notebook", allow_hidden=self.allow_hidden)
         self.finish_json(await self.manager.parameters(notebook))
 
 

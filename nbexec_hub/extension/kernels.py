@@ -7,28 +7,62 @@ running kernels, and their activity counts for the server's ``last_activity``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import uuid
 from dataclasses import dataclass
 from queue import Empty
 from typing import Any, Callable
 
+from jupyter_core.paths import jupyter_runtime_dir
 from jupyter_core.utils import ensure_async
-from jupyter_server._tz import utcnow
 from traitlets.utils.importstring import import_item
+
+from .. import private_apis
+from .forking import KernelForker
+from .launch import launch_kwargs
+from .provisioner import expect_fork, forget_fork
 
 
 def give_new_kernels_a_last_activity(multi_kernel_manager: Any) -> None:
-    """Let kernels have a ``last_activity`` from the moment they exist.
-
-    jupyter_server puts a new kernel in its table one event-loop turn before it sets the
-    kernel's ``last_activity``; a ``GET /api/kernels`` or ``/api/status`` landing in that
-    turn fails with a 500. Executions start kernels often enough to hit that window, so
-    the kernel class gets a default (the time of the first read) for that one turn.
-    """
+    """Let kernels have a ``last_activity`` from the moment they exist (executions start
+    kernels often enough to hit jupyter_server's window without one; see private_apis)."""
     cls = multi_kernel_manager.kernel_manager_class
-    cls = import_item(cls) if isinstance(cls, str) else cls
-    if "last_activity" in cls.class_trait_names() and "_last_activity_default" not in vars(cls):
-        cls._last_activity_default = lambda self: utcnow()
+    private_apis.give_new_kernels_a_last_activity(
+        import_item(cls) if isinstance(cls, str) else cls
+    )
+
+
+def keep_connection_files_in_runtime_dir(multi_kernel_manager: Any) -> None:
+    """Make sure kernels' connection files are written to the Jupyter runtime folder.
+
+    A connection file holds the kernel's HMAC key. jupyter_server gives its kernel manager
+    the runtime folder; a manager without one writes ``kernel-<id>.json`` into the
+    server's working directory, which under a hub is the user's home.
+    """
+    if not os.path.isabs(multi_kernel_manager.connection_dir or ""):
+        multi_kernel_manager.connection_dir = jupyter_runtime_dir()
+    os.makedirs(multi_kernel_manager.connection_dir, mode=0o700, exist_ok=True)
+
+
+async def shutdown_now(multi_kernel_manager: Any, kernel_id: str, log: logging.Logger) -> None:
+    """Shut a kernel down now, whatever state it is in; a failure only forgets it.
+
+    A kernel that cannot be shut down (already gone, say) is still removed from the table
+    and its connection file deleted, so nothing of it is left behind.
+    """
+    mkm = multi_kernel_manager
+    if kernel_id not in mkm:
+        return
+    try:
+        await ensure_async(mkm.shutdown_kernel(kernel_id, now=True))
+    except Exception as exc:  # a kernel that is already gone must not fail the run
+        log.warning("nbexec: shutting kernel %s down failed: %s", kernel_id, exc)
+        if kernel_id in mkm:
+            km = mkm.remove_kernel(kernel_id)
+            with contextlib.suppress(Exception):
+                km.cleanup_connection_file()
 
 
 @dataclass
@@ -38,6 +72,8 @@ class KernelLease:
     kernel_id: str
     manager: Any  # the kernel's own KernelManager, as nbclient wants it
     warm: bool = False
+    #: forked from the kernel template (forking.py) rather than spawned
+    forked: bool = False
     #: silent code to run before the first cell (a warm kernel's move to the notebook)
     prepare: str | None = None
     #: a client already connected to the kernel (a warm one's), and its kernel_info reply
@@ -102,30 +138,51 @@ async def _iopub_idle(kc: Any, msg_id: str, timeout: float) -> bool:
 
 
 class ServerKernels:
-    """Fresh kernels from the server's MappingKernelManager, one per execution."""
+    """Fresh kernels from the server's MappingKernelManager, one per execution.
 
-    def __init__(self, multi_kernel_manager: Any, log: logging.Logger) -> None:
+    With a ``forker``, each is announced to the forking provisioner by id before the
+    manager starts it, so that it is forked from the kernel template when it can be.
+    """
+
+    def __init__(
+        self, multi_kernel_manager: Any, log: logging.Logger, forker: KernelForker | None = None
+    ) -> None:
         self.mkm = multi_kernel_manager
         self.log = log
+        self.forker = forker
         give_new_kernels_a_last_activity(multi_kernel_manager)
+        keep_connection_files_in_runtime_dir(multi_kernel_manager)
 
     async def start(self, kernel_name: str, notebook_api_path: str) -> KernelLease:
         """Start a kernel whose working directory is the notebook's folder."""
-        kernel_id = await ensure_async(
-            self.mkm.start_kernel(kernel_name=kernel_name, path=notebook_api_path)
-        )
-        return KernelLease(kernel_id, self.mkm.get_kernel(kernel_id))
+        extra = await launch_kwargs(self.mkm, kernel_name, notebook_api_path)
+        kernel_id = None
+        if self.forker is not None:
+            kernel_id = str(uuid.uuid4())
+            expect_fork(kernel_id, self.forker)
+        try:
+            kernel_id = await ensure_async(
+                self.mkm.start_kernel(
+                    kernel_id=kernel_id, kernel_name=kernel_name, path=notebook_api_path, **extra
+                )
+            )
+        finally:
+            if kernel_id is not None:
+                forget_fork(kernel_id)
+        km = self.mkm.get_kernel(kernel_id)
+        forked = bool(getattr(km.provisioner, "forked", False))
+        if self.forker is not None and not forked and not hasattr(km.provisioner, "forked"):
+            self.forker.say_once(
+                f"kernel {kernel_name!r} has a provisioner of its own "
+                f"({type(km.provisioner).__name__})"
+            )
+        return KernelLease(kernel_id, km, forked=forked)
 
     async def discard(self, kernel_id: str) -> None:
         """Shut a kernel down now, whatever state it is in."""
-        if kernel_id not in self.mkm:
-            return
-        try:
-            await ensure_async(self.mkm.shutdown_kernel(kernel_id, now=True))
-        except Exception as exc:  # a kernel that is already gone must not fail the run
-            self.log.warning("nbexec: shutting kernel %s down failed: %s", kernel_id, exc)
-            if kernel_id in self.mkm:
-                self.mkm.remove_kernel(kernel_id)
+        await shutdown_now(self.mkm, kernel_id, self.log)
 
     async def close(self) -> None:
-        """Nothing is pooled here; the server shuts its kernels down itself."""
+        """Stop the kernel template; the server shuts its kernels down itself."""
+        if self.forker is not None:
+            await self.forker.close()

@@ -1,7 +1,8 @@
 """The ExecutionManager: creates, lists, stops and deletes executions.
 
 It owns the in-memory table of executions, the FIFO limit on how many run at once and
-the reservations of output files. Handlers only parse requests and call it.
+the reservations of output files; its `ExecutionHistory` keeps them in the store and
+forgets old ones. Handlers only parse requests and call it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from jupyter_core.utils import ensure_async
 from nbformat import NotebookNode
 
 from ..errors import BadRequest, NotFound
+from ..protocol import NOTEBOOK_START
+from .checkpoint import Checkpointer
+from .durability import INTERRUPTED, ExecutionHistory
 from .execution import Execution
 from .limiter import FifoLimiter
 from .naming import OutputReservations, normalize_api_path, to_api_path, to_os_path
@@ -54,6 +58,8 @@ class ExecutionManager:
         kernel_startup_timeout: float,
         log: logging.Logger,
         on_run: Callable[[], None] | None = None,
+        history: ExecutionHistory | None = None,
+        checkpoint_intervals: tuple[float, float] = (2.0, 30.0),
     ) -> None:
         self.root_dir = os.path.abspath(root_dir)
         self.kernels = kernels
@@ -71,6 +77,25 @@ class ExecutionManager:
         self._background: set[asyncio.Task[Any]] = set()
         #: executions whose task has not ended, deleted ones included
         self._live: dict[str, Execution] = {}
+        #: the store of records and logs, restore and retention (memory only without a store)
+        self.history = history or ExecutionHistory(
+            None, root_dir=self.root_dir, max_age=0, max_count=0, logs_in_memory=0, log=log
+        )
+        #: (at most every, at least every) seconds, for rewriting running outputs
+        self.checkpoint_intervals = checkpoint_intervals
+
+    def restore(self) -> None:
+        """Bring back the executions of the store (start-up), then apply retention."""
+        for ex in self.history.restore(self.max_events):
+            self.executions[ex.exec_id] = ex
+        self.apply_retention()
+
+    def apply_retention(self) -> None:
+        """Forget the finished executions that retention says are too old or too many."""
+        gone = self.history.expired(list(self.executions.values()))
+        for ex in gone:
+            self.executions.pop(ex.exec_id, None)
+        self.history.forget(gone)
 
     # -- queries -----------------------------------------------------------------------------
 
@@ -84,6 +109,10 @@ class ExecutionManager:
             return self.executions[exec_id]
         except KeyError:
             raise NotFound(f"no execution with id {exec_id!r}") from None
+
+    async def events_since(self, ex: Execution, seq: int) -> list[tuple[int, dict[str, Any]]]:
+        """The next events of an execution from ``seq`` on (from memory or the store)."""
+        return await self.history.events_since(ex, seq)
 
     def has_running(self) -> bool:
         """Whether any execution has not ended yet."""
@@ -134,7 +163,9 @@ class ExecutionManager:
             self.log.warning("nbexec: kernel %r of the notebook is not installed", declared)
         return self.default_kernel_name, await self._kernel_spec(self.default_kernel_name)
 
-    def _new_execution(self, req: RunRequest, output_path: str | None) -> Execution:
+    def _new_execution(
+        self, req: RunRequest, output_path: str | None, reserved: str | None = None
+    ) -> Execution:
         ex = Execution(
             path=req.notebook,
             params=req.params,
@@ -145,6 +176,7 @@ class ExecutionManager:
             max_events=self.max_events,
         )
         self.executions[ex.exec_id] = ex
+        self.history.track(ex, reserved)
         return ex
 
     async def create(self, req: RunRequest) -> Execution:
@@ -160,7 +192,7 @@ class ExecutionManager:
             nb = await asyncio.to_thread(read_notebook, nb_os_path)
         except Exception as exc:
             ex = self._new_execution(req, None)
-            ex.emit("notebook_start", execution=ex.model())
+            ex.emit(NOTEBOOK_START, execution=ex.model())
             message = f"{req.notebook!r} is not a valid notebook: {exc}"
             ex.finish(f"error: {message}", error=message)
             return ex
@@ -187,12 +219,18 @@ class ExecutionManager:
                 out_os_path = await self.reservations.reserve_numbered(nb_os_path, placeholder)
         except OSError as exc:
             raise BadRequest(f"the output notebook cannot be created: {exc.strerror}") from None
-        ex = self._new_execution(req, req.output_path)
+        output_api_path = to_api_path(self.root_dir, out_os_path)
+        ex = self._new_execution(req, req.output_path, output_api_path)
         ex.kernel_name = kernel_name
         have_slot = self.limiter.try_acquire()
         if have_slot:
             ex.mark_started()
-        ex.emit("notebook_start", execution=ex.model())
+        ex.emit(NOTEBOOK_START, execution=ex.model())
+        min_interval, max_interval = self.checkpoint_intervals
+        checkpoints = Checkpointer(
+            nb, out_os_path, min_interval=min_interval, max_interval=max_interval, log=self.log
+        )
+        ex.listeners.append(checkpoints.on_event)
         runner = NotebookRunner(
             ex,
             nb,
@@ -200,15 +238,18 @@ class ExecutionManager:
             kernel_name=kernel_name,
             notebook_api_path=req.notebook,
             output_os_path=out_os_path,
-            output_api_path=to_api_path(self.root_dir, out_os_path),
+            output_api_path=output_api_path,
             start_attempts=self.kernel_start_attempts,
             startup_timeout=self.kernel_startup_timeout,
             log=self.log,
             release_output=partial(self._release_output, out_os_path),
+            checkpoints=checkpoints,
         )
         ex.task = asyncio.create_task(runner.run(self.limiter, have_slot))
         self._live[ex.exec_id] = ex
         ex.task.add_done_callback(lambda _: self._live.pop(ex.exec_id, None))
+        ex.task.add_done_callback(lambda _: ex.listeners.remove(checkpoints.on_event))
+        ex.task.add_done_callback(lambda _: self.apply_retention())
         if self.on_run is not None:
             self.on_run()
         return ex
@@ -251,12 +292,14 @@ class ExecutionManager:
         """Forget an execution at once, stopping it first if it still runs."""
         ex = self.get(exec_id)
         del self.executions[exec_id]
+        self.history.forget([ex])
         await self._finish_or_not(self._stop(ex, "deleted"), wait)
 
     async def delete_all(self, *, wait: bool = True) -> None:
         """Forget every execution at once, stopping those that run."""
         executions = list(self.executions.values())
         self.executions.clear()
+        self.history.forget(executions)
         stops = asyncio.gather(*(self._stop(ex, "deleted") for ex in executions))
         await self._finish_or_not(stops, wait)
 
@@ -267,13 +310,14 @@ class ExecutionManager:
         task.add_done_callback(self._background.discard)
 
     async def stop(self, timeout: float = 10.0) -> None:
-        """Server shutdown: stop every running execution, each writing its output."""
+        """Server shutdown: stop every running execution, each writing its output; they end
+        as ``error: interrupted: the server stopped``, as after a crash (A.6)."""
         # also deleted ones, and those ended whose kernel is still being released
         running = list(self._live.values())
         if running:
             self.log.info("nbexec: stopping %d running executions", len(running))
         stops = [
-            asyncio.ensure_future(self._stop_and_settle(ex, "the server is shutting down"))
+            asyncio.ensure_future(self._stop_and_settle(ex, INTERRUPTED))
             for ex in running
         ]
         if stops:
@@ -281,3 +325,4 @@ class ExecutionManager:
             for task in pending:
                 task.cancel()
         await self.kernels.close()
+        await self.history.close()

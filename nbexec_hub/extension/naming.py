@@ -32,6 +32,27 @@ def normalize_api_path(path: str, what: str) -> str:
     return normalized
 
 
+def refuse_hidden(api_path: str, what: str, *, allow_hidden: bool) -> None:
+    """Refuse a path with a hidden part (a name starting with '.') unless the server
+    shows hidden files (``ContentsManager.allow_hidden``): those hold configuration
+    (``.jupyter``, ``.ipython``, ``.ssh``) that no execution should write into."""
+    if allow_hidden:
+        return
+    hidden = [part for part in api_path.split("/") if part.startswith(".")]
+    if hidden:
+        raise BadRequest(
+            f"{what} must not be hidden ({hidden[0]!r} starts with '.'), as the server does "
+            f"not allow hidden files (ContentsManager.allow_hidden): {api_path!r}"
+        )
+
+
+def check_output_path(api_path: str, *, allow_hidden: bool) -> None:
+    """A requested output path must be a visible notebook file (``.ipynb``)."""
+    refuse_hidden(api_path, "output_path", allow_hidden=allow_hidden)
+    if not api_path.endswith(".ipynb"):
+        raise BadRequest(f"output_path must name a notebook, ending in .ipynb: {api_path!r}")
+
+
 def to_os_path(root_dir: str, api_path: str, what: str) -> str:
     """The OS path of an API path, refusing symlinks that lead out of the root."""
     os_path = os.path.join(root_dir, *api_path.split("/"))

@@ -18,13 +18,12 @@ from typing import Any
 import nbformat
 from nbformat import NotebookNode
 
+from .. import protocol
 from ..errors import BadRequest
 
 PARAMETERS_TAG = "parameters"
 INJECTED_TAG = "injected-parameters"
 
-TRUE_WORDS = ("true", "1", "yes")
-FALSE_WORDS = ("false", "0", "no")
 
 
 @dataclass
@@ -42,13 +41,12 @@ class Parameter:
 
 
 def parse_bool(value: str, what: str) -> bool:
-    """``true/false/1/0/yes/no`` in any case."""
-    word = value.strip().lower()
-    if word in TRUE_WORDS:
-        return True
-    if word in FALSE_WORDS:
-        return False
-    raise BadRequest(f"{what} must be one of true/false/1/0/yes/no, not {value!r}")
+    """One of protocol's true or false words (``true/false/1/0/yes/no/on/off``), any case."""
+    parsed = protocol.parse_bool(value)
+    if parsed is None:
+        words = "/".join(w for pair in zip(protocol.TRUE_WORDS, protocol.FALSE_WORDS) for w in pair)
+        raise BadRequest(f"{what} must be one of {words}, not {value!r}")
+    return parsed
 
 
 def _cell_tags(cell: NotebookNode) -> list[str]:

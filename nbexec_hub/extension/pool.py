@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jupyter_core.utils import ensure_async
-from jupyter_server._tz import utcnow
 
-from .kernels import KernelLease, ServerKernels, connect_client
+from ..private_apis import adopt_kernel
+from .kernels import KernelLease, ServerKernels, connect_client, shutdown_now
+from .launch import launch_kwargs, session_name
 
 
 @dataclass
@@ -50,7 +51,8 @@ def prepare_source(
     """Silent code bringing a pooled kernel to a fresh kernel's state, leaving no name.
 
     The working directory becomes the notebook's folder (with ``sys.path`` entries and
-    IPython's ``_dh`` to match) and the environment catches up with the server's.
+    IPython's ``_dh`` to match) and the environment catches up with the server's
+    (``JPY_SESSION_NAME`` and ``__session__`` naming the notebook, as for a fresh kernel).
     """
     return (
         "def __nbexec_prepare(folder, old, set_env, unset_env):\n"
@@ -60,6 +62,8 @@ def prepare_source(
         "    os.environ.update(set_env)\n"
         "    for name in unset_env:\n"
         "        os.environ.pop(name, None)\n"
+        "    if 'JPY_SESSION_NAME' in set_env:\n"
+        "        globals()['__session__'] = set_env['JPY_SESSION_NAME']\n"
         "    dh = globals().get('_dh')\n"
         "    if isinstance(dh, list):\n"
         "        dh[:] = [pathlib.Path(folder)]\n"
@@ -84,12 +88,16 @@ class WarmKernelPool:
     ) -> None:
         self.fresh = fresh
         server_mkm = fresh.mkm
-        # same class and configuration as the server's manager, but a table of its own
+        # same class and configuration as the server's manager, but a table of its own;
+        # connection files (they hold the kernel's HMAC key) go where the server's go, the
+        # runtime folder: without it they land in the server's working directory, which
+        # under a hub is the user's home
         self.mkm = type(server_mkm)(
             parent=server_mkm.parent,
             log=log,
             kernel_spec_manager=server_mkm.kernel_spec_manager,
             root_dir=server_mkm.root_dir,
+            connection_dir=server_mkm.connection_dir,
         )
         self.root_dir = server_mkm.root_dir
         self.sizes = self._capped(sizes, max_total)
@@ -180,8 +188,9 @@ class WarmKernelPool:
         kernel_id = None
         pooled = _Pooled("", environ=dict(os.environ))
         try:
+            extra = await launch_kwargs(self.mkm, kernel_name)  # the notebook comes later
             kernel_id = pooled.kernel_id = await ensure_async(
-                self.mkm.start_kernel(kernel_name=kernel_name, path="")
+                self.mkm.start_kernel(kernel_name=kernel_name, path="", **extra)
             )
             km = self.mkm.get_kernel(kernel_id)
             pooled.client = km.client()
@@ -239,14 +248,7 @@ class WarmKernelPool:
             return False
 
     async def _shutdown(self, kernel_id: str) -> None:
-        if kernel_id not in self.mkm:
-            return
-        try:
-            await ensure_async(self.mkm.shutdown_kernel(kernel_id, now=True))
-        except Exception as exc:
-            self.log.warning("nbexec: shutting warm kernel %s down failed: %s", kernel_id, exc)
-            if kernel_id in self.mkm:
-                self.mkm.remove_kernel(kernel_id)
+        await shutdown_now(self.mkm, kernel_id, self.log)
 
     # -- the kernel source interface of the runner -------------------------------------------
 
@@ -283,19 +285,7 @@ class WarmKernelPool:
         server's, shut down through the server's manager. jupyter_server has no public call
         for adopting a running kernel, so this sets what its ``start_kernel`` would have set.
         """
-        pool_mkm, server_mkm = self.mkm, self.fresh.mkm
-        pool_mkm.stop_watching_activity(kernel_id)
-        pool_mkm._kernel_connections.pop(kernel_id, None)
-        pool_mkm._kernel_ports.pop(kernel_id, None)
-        km = pool_mkm.remove_kernel(kernel_id)
-        server_mkm._kernels[kernel_id] = km
-        server_mkm._kernel_connections[kernel_id] = 0
-        server_mkm._kernel_ports[kernel_id] = km.ports
-        km.execution_state = "idle"
-        km.reason = ""
-        km.last_activity = utcnow()
-        server_mkm.start_watching_activity(kernel_id)
-        return km
+        return adopt_kernel(self.mkm, self.fresh.mkm, kernel_id)
 
     def _lease(self, pooled: _Pooled, notebook_api_path: str) -> KernelLease:
         km = self._hand_over(pooled.kernel_id)
@@ -304,6 +294,7 @@ class WarmKernelPool:
         now = os.environ
         set_env = {k: v for k, v in now.items() if pooled.environ.get(k) != v and k not in own}
         unset_env = [k for k in pooled.environ if k not in now and k not in own]
+        set_env["JPY_SESSION_NAME"] = session_name(self.root_dir, notebook_api_path)
         folder = self.fresh.mkm.cwd_for_path(notebook_api_path)
         client, pooled.client = pooled.client, None
         return KernelLease(

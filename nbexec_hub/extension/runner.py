@@ -10,8 +10,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-import os
-import uuid
+import time
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -20,8 +19,13 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
 
+from ..protocol import OUTPUT
+from . import metrics
+from .checkpoint import Checkpointer
 from .execution import Execution
-from .kernels import KernelLease
+from .kernels import KernelLease, connect_client
+from .live_output import LiveNotebookClient, OutputEvents
+from .store import write_atomically
 
 SKIP_TAG = "skip-execution"
 #: evalues of SystemExit that mean "stop here, successfully" (papermill's rule)
@@ -61,21 +65,6 @@ def runnable_cells(nb: NotebookNode) -> list[int]:
     ]
 
 
-def write_atomically(os_path: str, text: str) -> None:
-    """Write through a temporary file in the same folder, then rename over the target."""
-    folder, name = os.path.split(os_path)
-    tmp = os.path.join(folder, f".{name}.{uuid.uuid4().hex}.tmp")
-    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, os_path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 class NotebookRunner:
     """Runs one execution: kernel start (with retries), cells, output, final event."""
 
@@ -93,8 +82,11 @@ class NotebookRunner:
         startup_timeout: float,
         log: logging.Logger,
         release_output: Callable[[bool], None] | None = None,
+        checkpoints: Checkpointer | None = None,
     ) -> None:
         self.execution = execution
+        #: rewrites the output while it runs; closed before the final write
+        self.checkpoints = checkpoints
         #: frees the output name's reservation (told whether the file was written)
         self.release_output = release_output
         self.nb = nb
@@ -109,6 +101,8 @@ class NotebookRunner:
         self._lease: KernelLease | None = None
         self._client: NotebookClient | None = None
         self._current: tuple[NotebookNode, datetime] | None = None
+        #: the running cell's outputs on their way out as ``output`` events
+        self._outputs: OutputEvents | None = None
         #: the kernel_info reply seen while connecting to a warm kernel (saves a round trip)
         self._kernel_info: dict[str, Any] | None = None
         #: whether any cell started: a run that ends before that "failed to start"
@@ -146,6 +140,8 @@ class NotebookRunner:
             ex.cancellable = False
             if holding:
                 slot.release()
+            if self.checkpoints is not None:
+                await self.checkpoints.close()  # no checkpoint may land after the final write
             if self.cell_started or error is None:
                 write_error = await self._write_output()
                 if write_error and error is None:
@@ -175,12 +171,13 @@ class NotebookRunner:
         last_error: BaseException | None = None
         for attempt in range(1, self.start_attempts + 1):
             try:
+                asked_at = time.monotonic()
                 self._lease = await self._lease_kernel()
                 ex.kernel_id, ex.warm_kernel = self._lease.kernel_id, self._lease.warm
                 # a kernel revived behind nbclient's back has lost the run's state, and
                 # nbclient would wait forever for the interrupted cell: let death be death
                 self._lease.manager.stop_restarter()
-                client = NotebookClient(
+                client = LiveNotebookClient(
                     self.nb,
                     km=self._lease.manager,
                     timeout=ex.cell_timeout,
@@ -188,16 +185,25 @@ class NotebookRunner:
                     startup_timeout=int(self.startup_timeout),
                     skip_cells_with_tag=SKIP_TAG,
                     log=self.log,
+                    on_output=self._on_output,
                 )
                 self._client = client
                 if self._lease.client is not None:
                     # a warm kernel waits connected: no round trip here
                     client.kc, self._lease.client = self._lease.client, None
                     self._kernel_info = self._lease.kernel_info
+                elif self._lease.forked:
+                    # nbclient's start drains IOPub for a fixed 0.2 s, twice what a forked
+                    # kernel takes to start: wait for the kernel's own answers instead
+                    client.kc = self._lease.manager.client()
+                    self._kernel_info = await connect_client(
+                        self._lease.manager, client.kc, self.startup_timeout
+                    )
                 else:
                     await client.async_start_new_kernel_client()
                 if self._lease.prepare:
                     await self._prepare(client, self._lease.prepare)
+                metrics.observe_kernel_start(self._lease.warm, time.monotonic() - asked_at)
                 return client
             except Exception as exc:
                 last_error = exc
@@ -277,6 +283,7 @@ class NotebookRunner:
         ex.progress, ex.last_cell_source = progress, cell.source
         ex.emit("start", progress=progress, cell=copy.deepcopy(cell))
         self._current = (cell, started)
+        self._outputs = OutputEvents(self._send_output)
         self.cell_started = True
         try:
             await client.async_execute_cell(cell, index, execution_count=number)
@@ -310,6 +317,9 @@ class NotebookRunner:
         """Stamp the running cell's timings and emit its ``end`` event."""
         if self._current is None:
             return
+        outputs, self._outputs = self._outputs, None
+        if outputs is not None:
+            outputs.close()  # the last of the cell's output events come before its end
         cell, started = self._current
         self._current = None
         ended = datetime.now(timezone.utc)
@@ -326,12 +336,26 @@ class NotebookRunner:
         if self._current is None:
             return
         cell = self._current[0]
-        cell.outputs.append(
-            nbformat.v4.new_output(
-                "error", ename=ename, evalue=evalue, traceback=[f"{ename}: {evalue}"]
-            )
+        error = nbformat.v4.new_output(
+            "error", ename=ename, evalue=evalue, traceback=[f"{ename}: {evalue}"]
         )
+        cell.outputs.append(error)
+        if self._outputs is not None:
+            self._outputs.output(error)
         self._end_cell()
+
+    def _on_output(self, msg: dict[str, Any], out: NotebookNode | None) -> None:
+        """nbclient processed an IOPub message of the running cell."""
+        if self._outputs is not None:
+            self._outputs.message(msg, out)
+
+    def _send_output(self, output: dict[str, Any], display_id: str | None) -> None:
+        """Emit one ``output`` event of the running cell."""
+        ex = self.execution
+        if ex.is_done:
+            return
+        extra = {"display_id": display_id} if display_id else {}
+        ex.emit(OUTPUT, progress=ex.progress, output=output, **extra)
 
     # -- output ------------------------------------------------------------------------------
 

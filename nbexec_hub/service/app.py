@@ -1,13 +1,10 @@
 """`NbexecService`: the traitlets application that configures and runs the hub service.
 
-JupyterHub starts it as a managed service (``python -m nbexec_hub.service`` or
-``nbexec-hub-service``) with the ``JUPYTERHUB_*`` environment, from which every
-trait takes its default. It only gathers configuration and builds the tornado
-application; the work is done by `HubClient`, `Forwarder` and the handlers.
-
-Tornado settings available to every handler (also the page's):
-``hub_auth`` (the `HubOAuth`), ``hub_client`` (`HubClient`), ``forwarder``
-(`Forwarder`), ``service_prefix``, ``hub_http_client``, ``log``.
+JupyterHub starts it as a managed service (``python -m nbexec_hub.service``) with the
+``JUPYTERHUB_*`` environment, from which every trait takes its default. It only gathers
+configuration and builds the tornado application; the work is done by `HubClient`,
+`Forwarder` and the handlers, which find them in the settings (``hub_auth``,
+``hub_client``, ``forwarder``, ``stream_slots``, ``body_budgets``, ``service_prefix``).
 """
 
 from __future__ import annotations
@@ -15,12 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import secrets
 import signal
 import sys
 from typing import Any
-from urllib.parse import urlparse, urlunparse
+from urllib.parse import urlparse
 
 from jupyterhub.services.auth import HubOAuth
 from jupyterhub.utils import url_path_join
@@ -32,42 +28,16 @@ from traitlets import Bool, Bytes, Float, Integer, Unicode, default
 from traitlets.config import Application
 
 from .. import __version__
-from . import page
+from . import metrics, metrics_handler, page
+from .base import OAuthCallbackHandler
+from .bounds import ByteBudgets, RelayLimits, StreamSlots
 from .forward import Forwarder
-from .handlers import OAuthCallbackHandler, default_handlers, fallback_handlers
+from .handlers import default_handlers, fallback_handlers
 from .hubclient import HubClient
+from .liveness import Liveness
+from .process import proxy_url_from_env, raise_open_file_limit, scrub_uri
 from .streaming import StreamingHTTPClient
-
-#: query parameters never written to a log line
-_SECRET_PARAMS = re.compile(r"([?&](?:token|_xsrf|code|state)=)[^&]*", re.IGNORECASE)
-
-
-def scrub_uri(uri: str) -> str:
-    """A request URI safe to log: token-like query values replaced."""
-    return _SECRET_PARAMS.sub(r"\1[secret]", uri)
-
-
-def proxy_url_from_env(env: dict[str, str] | os._Environ[str]) -> str:
-    """The proxy's public origin from the hub's environment, or "" when it did not say."""
-    public_hub = env.get("JUPYTERHUB_PUBLIC_HUB_URL", "")
-    if public_hub:
-        return urlunparse(urlparse(public_hub)._replace(path="", params="", query="", fragment=""))
-    return env.get("JUPYTERHUB_HOST", "")
-
-
-def raise_open_file_limit() -> int:
-    """Raise the soft limit of open files towards the hard one: each relayed stream holds
-    two sockets, and the common default of 1024 would cap the service near 500 streams."""
-    try:
-        import resource
-    except ImportError:  # pragma: no cover - not on POSIX
-        return 0
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
-    if soft != resource.RLIM_INFINITY and soft < want:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-        return want
-    return soft
+from .tokens import ServerTokens
 
 
 class NbexecService(Application):
@@ -213,6 +183,62 @@ class NbexecService(Application):
     fanout_timeout = Float(
         10.0, help="Seconds each server gets to answer GET /api/executions."
     ).tag(config=True)
+    server_token_lifetime = Integer(
+        3600,
+        help="Lifetime in seconds of the per-server tokens the service mints (scope "
+        "access:servers!server=U/S) and sends to users' servers instead of its own token. "
+        "Renewed 10 minutes (at most half the lifetime) before they expire. A hub whose "
+        "token_expires_in_max_seconds is lower gets its maximum.",
+    ).tag(config=True)
+    server_token_min_renew_seconds = Float(
+        30.0,
+        help="A per-server token refused by its server is replaced at once, unless it was "
+        "minted less than this many seconds ago: a server that refuses every token then "
+        "gets its 401/403 passed on instead of making the service mint one per request.",
+    ).tag(config=True)
+    max_streams_per_caller = Integer(
+        100,
+        help="Forwarded requests and streams (progress, SSE, chunked runs, spawn progress) "
+        "one caller may have in flight at once; past it a new one is answered 429. 0: no "
+        "limit.",
+    ).tag(config=True)
+    max_answer_bytes = Integer(
+        64 * 1024 * 1024,
+        help="Largest answer (not a stream) relayed from a user's server; a larger one is "
+        "a 502. The service holds such an answer whole before sending it.",
+    ).tag(config=True)
+    max_error_bytes = Integer(
+        1024 * 1024,
+        help="Largest error body read from a user's server; a larger one is a 502.",
+    ).tag(config=True)
+    max_event_bytes = Integer(
+        64 * 1024 * 1024,
+        help="Largest single event (one JSON line) relayed on a stream; a larger one is "
+        "skipped and logged.",
+    ).tag(config=True)
+    max_body_bytes_per_caller = Integer(
+        256 * 1024 * 1024,
+        help="Bytes of request bodies one caller's requests may hold together while they "
+        "are read and forwarded; past it a request is answered 413. 0: no limit beyond "
+        "max_body_size per request.",
+    ).tag(config=True)
+    max_event_bytes_per_caller = Integer(
+        128 * 1024 * 1024,
+        help="Bytes of unfinished event lines one caller's streams may hold together (a "
+        "line is held whole until it ends); a line that would pass it is skipped and "
+        "logged. 0: no limit beyond max_event_bytes per stream.",
+    ).tag(config=True)
+    max_pending_bytes = Integer(
+        16 * 1024 * 1024,
+        help="Bytes of a stream that may wait for a reader that does not read; past it the "
+        "reader is cut (it resumes with Last-Event-ID). From a quarter of it on, the "
+        "service stops reading the server's stream until the reader catches up.",
+    ).tag(config=True)
+    max_fanout_bytes = Integer(
+        16 * 1024 * 1024,
+        help="Largest executions list read from one server by GET /api/executions; a "
+        "larger one marks that server as failed in the answer.",
+    ).tag(config=True)
 
     def initialize(self, argv: list[str] | None = None) -> None:  # type: ignore[override]
         super().initialize(argv)
@@ -250,6 +276,7 @@ class NbexecService(Application):
         self.log = root
 
     def _log_request(self, handler: web.RequestHandler) -> None:
+        metrics.observe_request(handler)
         status = handler.get_status()
         level = logging.INFO if status < 400 else logging.WARNING
         if status < 300 and handler.request.path.endswith("/api/health"):
@@ -273,26 +300,42 @@ class NbexecService(Application):
             api_url=self.hub_api_url, api_token=self.api_token, base_url=prefix, parent=self
         )
         hub_http = AsyncHTTPClient(force_instance=True, max_clients=self.hub_max_clients)
+        # callers' requests share `streams`; the service's own (the hub's spawn progress,
+        # liveness probes) have their own client, so no caller can queue them
         streams = StreamingHTTPClient.create(max_clients=self.max_streams)
+        own = StreamingHTTPClient.create(max_clients=self.max_streams)
         hub = HubClient(
-            self.hub_api_url,
-            self.api_token,
+            hub_auth,
             prefix,
             cache_seconds=self.readiness_cache_seconds,
             http_client=hub_http,
-            stream_client=streams,
+            stream_client=own,
+        )
+        tokens = ServerTokens(
+            hub,
+            lifetime=self.server_token_lifetime,
+            min_renew_seconds=self.server_token_min_renew_seconds,
+        )
+        liveness = Liveness(hub, own, self.proxy_url, tokens, interval=self.liveness_seconds)
+        limits = RelayLimits(
+            keepalive_seconds=self.keepalive_seconds,
+            request_timeout=self.request_timeout,
+            max_answer_bytes=self.max_answer_bytes,
+            max_error_bytes=self.max_error_bytes,
+            max_event_bytes=self.max_event_bytes,
+            max_pending_bytes=self.max_pending_bytes,
         )
         forwarder = Forwarder(
-            hub,
-            self.proxy_url,
-            self.api_token,
-            streams,
-            keepalive_seconds=self.keepalive_seconds,
-            liveness_seconds=self.liveness_seconds,
-            request_timeout=self.request_timeout,
+            hub, tokens, liveness, streams, self.proxy_url, limits,
+            ByteBudgets(self.max_event_bytes_per_caller),
         )
+        stream_slots = StreamSlots(self.max_streams_per_caller)
+        metrics.watch(stream_slots, tokens)
         routes: list[tuple[str, type]] = [(prefix + "oauth_callback", OAuthCallbackHandler)]
-        for pattern, handler in [*default_handlers, *page.handlers, *fallback_handlers]:
+        handlers = [
+            *default_handlers, *metrics_handler.handlers, *page.handlers, *fallback_handlers
+        ]
+        for pattern, handler in handlers:
             url = url_path_join(prefix, pattern.lstrip("/")) if pattern else prefix
             routes.append((url, handler))
         settings: dict[str, Any] = {
@@ -301,7 +344,10 @@ class NbexecService(Application):
             "forwarder": forwarder,
             "service_prefix": prefix,
             "hub_http_client": hub_http,
-            "service_token": self.api_token,
+            "stream_slots": stream_slots,
+            "body_budgets": ByteBudgets(self.max_body_bytes_per_caller),
+            "keepalive_seconds": self.keepalive_seconds,
+            "max_fanout_bytes": self.max_fanout_bytes,
             "default_wait": self.default_wait,
             "max_wait": self.max_wait,
             "fanout_concurrency": self.fanout_concurrency,

@@ -1,9 +1,8 @@
-"""The service's HTTP handlers: identity, authorization, then one call each.
+"""The service's HTTP handlers (CONTRACT B): health, server status and start, spawn
+progress, the forwarded Execution API and the fan-out; the routes at the bottom.
 
-Every handler resolves the caller asynchronously in `prepare()` (the hub's
-blocking `get_current_user` path is never used) and checks permissions the
-way the hub does: a user acts on their own servers, anyone else needs scopes
-covering ``access:servers!server=U/S`` (and ``start:servers`` to start one).
+Each handler is thin: the caller and its scopes come from `base.ServiceHandler`, the work
+from `Forwarder`, `HubClient` and `gather_executions`.
 """
 
 from __future__ import annotations
@@ -11,129 +10,19 @@ from __future__ import annotations
 import asyncio
 import json
 from typing import Any
-from urllib.parse import quote
 
-# the hub's own rule for which cookie requests need XSRF (private, but the one HubOAuth
-# applies itself): used only to tell "XSRF missing" (403) from "not logged in" (401)
-from jupyterhub._xsrf_utils import _needs_check_xsrf
-from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
 from tornado import web
+from tornado.httputil import responses
 from tornado.iostream import StreamClosedError
 
-from .. import __version__, errors, sse
-from ..http_errors import JSONErrorMixin
+from .. import __version__, errors, protocol
+from ..http_errors import error_body, status_for
+from .base import ServiceHandler
+from .bounds import ByteBudgets
 from .fanout import gather_executions
-from .forward import Forwarder, parse_start_wait
-from .hubclient import HubClient
-
-
-class SettingsHubAuthMixin:
-    """`hub_auth` is the service's one `HubOAuth`, from the application's settings.
-
-    It holds the login states (PKCE verifiers) and the token cache; the stock handlers
-    would each build a separate `HubOAuth.instance()`.
-    """
-
-    settings: dict[str, Any]
-
-    @property
-    def hub_auth(self) -> HubOAuth:
-        return self.settings["hub_auth"]
-
-    @hub_auth.setter
-    def hub_auth(self, value: HubOAuth) -> None:  # pragma: no cover - settings hold it
-        pass
-
-
-class ServiceHandler(SettingsHubAuthMixin, JSONErrorMixin, HubOAuthenticated, web.RequestHandler):
-    """Base class: the caller's hub identity (API paths answer 401 JSON without one)."""
-
-    #: False for handlers anyone may call (health probes)
-    requires_login = True
-    caller: dict[str, Any] | None = None
-
-    @property
-    def hub(self) -> HubClient:
-        return self.settings["hub_client"]
-
-    @property
-    def forwarder(self) -> Forwarder:
-        return self.settings["forwarder"]
-
-    @property
-    def log(self) -> Any:
-        return self.settings["log"]
-
-    def get_current_user(self) -> dict[str, Any] | None:
-        """The caller resolved in `prepare()` (never the hub's blocking lookup)."""
-        return self.caller
-
-    def is_api_request(self) -> bool:
-        return self.request.path.startswith(self.settings["service_prefix"] + "api/")
-
-    async def prepare(self) -> None:
-        if not self.requires_login:
-            return
-        self.caller = await self.hub_auth.get_user(self, sync=False)
-        if self.caller is None:
-            cookie = self.get_secure_cookie(self.hub_auth.cookie_name)
-            if cookie and _needs_check_xsrf(self):
-                raise errors.Forbidden(
-                    "Cookie-authenticated requests need the XSRF token "
-                    "(X-XSRFToken header or ?_xsrf=)"
-                )
-            if self.is_api_request() or self.request.method != "GET":
-                raise errors.Unauthorized(
-                    "Log in, or send a hub API token (Authorization: token ...)"
-                )
-            self.redirect(self.get_login_url())
-            return
-        access = self.hub_auth.access_scopes
-        if access and not self.hub_auth.check_scopes(access, self.caller):
-            raise errors.Forbidden(
-                f"{self.caller.get('kind', 'user')} {self.caller['name']} lacks "
-                f"{' or '.join(sorted(access))}"
-            )
-
-    # -- authorization, mirroring the hub's scopes -------------------------
-
-    def _owns_or_has(self, scope: str, user: str, server_name: str) -> bool:
-        """Whether the caller is the user, or holds ``scope`` on the server U/S."""
-        caller = self.caller or {}
-        if caller.get("kind", "user") == "user" and caller.get("name") == user:
-            return True
-        return bool(
-            self.hub_auth.check_scopes(f"{scope}!server={user}/{server_name}", self.caller)
-        )
-
-    def may_access(self, user: str, server_name: str) -> bool:
-        """Whether the caller may use the server U/S (its owner, or access:servers)."""
-        return self._owns_or_has("access:servers", user, server_name)
-
-    def may_start(self, user: str, server_name: str) -> bool:
-        """Whether the caller may start the server U/S (its owner, or start:servers)."""
-        return self._owns_or_has("start:servers", user, server_name)
-
-    def check_access(self, user: str, server_name: str) -> None:
-        if not self.may_access(user, server_name):
-            raise errors.Forbidden(f"You may not use the server {user}/{server_name}")
-
-    def write_json(self, model: Any, status: int = 200) -> None:
-        self.set_status(status)
-        self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.finish(json.dumps(model))
-
-
-class OAuthCallbackHandler(SettingsHubAuthMixin, HubOAuthCallbackHandler):
-    """`GET /oauth_callback`: the hub's OAuth callback, with the service's `HubOAuth`.
-
-    That object holds the login states (PKCE verifiers) stored when a page redirected to
-    login; the stock handler would look them up in a separate `HubOAuth.instance()`.
-    """
-
-    async def prepare(self) -> None:
-        # resolved here so that the callback's `current_user` never blocks the event loop
-        self._hub_auth_user_cache = await self.hub_auth.get_user(self, sync=False)
+from .forward import parse_start_wait
+from .paths import READ_ONLY_RESOURCES, raw_rest, upstream_api_path
+from .relay import Relay
 
 
 class HealthHandler(ServiceHandler):
@@ -156,6 +45,7 @@ class ServerHandler(ServiceHandler):
 
     async def post(self, user: str, server_name: str | None = None) -> None:
         server_name = server_name or ""
+        self.check_access(user, server_name)
         if not self.may_start(user, server_name):
             raise errors.Forbidden(f"You may not start the server {user}/{server_name}")
         await self.hub.start_server(user, server_name)
@@ -175,14 +65,15 @@ class SpawnProgressHandler(ServiceHandler):
             raise errors.Conflict(
                 f"The server {user}/{server_name} is not running", state="stopped"
             )
-        for name, value in sse.SSE_HEADERS.items():
+        self.take_stream_slot()
+        for name, value in protocol.SSE_HEADERS.items():
             self.set_header(name, value)
         await self.flush()
         self.stop = asyncio.Event()
         keepalive = asyncio.ensure_future(self._keepalive())
 
         async def on_event(event: dict[str, Any]) -> None:
-            await self._send(sse.format_event(event))
+            await self._send(protocol.format_event(event))
 
         try:
             await self.hub.spawn_progress(user, server_name, on_event, self.stop)
@@ -193,8 +84,8 @@ class SpawnProgressHandler(ServiceHandler):
 
     async def _keepalive(self) -> None:
         while True:
-            await asyncio.sleep(self.forwarder.keepalive_seconds)
-            await self._send(sse.keepalive_comment())
+            await asyncio.sleep(self.forwarder.limits.keepalive_seconds)
+            await self._send(protocol.keepalive_comment())
 
     async def _send(self, text: str) -> None:
         if self.stop is None or self.stop.is_set():
@@ -206,6 +97,7 @@ class SpawnProgressHandler(ServiceHandler):
             self.stop.set()
 
     def on_connection_close(self) -> None:
+        super().on_connection_close()
         if self.stop is not None:
             self.stop.set()
 
@@ -214,18 +106,17 @@ class SpawnProgressHandler(ServiceHandler):
 class ForwardHandler(ServiceHandler):
     """Every request of the Execution API, forwarded to the user's server (B.4).
 
-    The body is read as a stream: one over ``max_body_size`` is read to its end and
-    dropped, then answered 413 JSON (tornado itself would just drop the connection). An
-    authentication error is answered only once the body is read, too: answering earlier
-    leaves the body unread on a connection the proxy may reuse.
+    Everything that decides whether the request may go on (identity, names, the path's
+    segments, access, the query) is checked in `prepare()`, before any of the body is
+    read. A refused request is answered at once and its body dropped as it arrives, so an
+    anonymous caller can never make the service hold a body. The body of an allowed
+    request is kept up to ``max_body_size``; a bigger one is answered 413.
     """
 
-    upstream_relay: Any = None
-    #: what may be forwarded beyond executions: read-only, for the page
-    READ_ONLY = ("contents", "kernelspecs")
+    relay: Relay | None = None
     _body: bytearray
     _body_too_large = False
-    _deferred_error: Exception | None = None
+    _answered = False
 
     @property
     def max_body_size(self) -> int:
@@ -233,52 +124,127 @@ class ForwardHandler(ServiceHandler):
 
     async def prepare(self) -> None:
         self._body = bytearray()
-        self.request.connection.set_max_body_size(1 << 50)  # type: ignore[union-attr]
-        length = self.request.headers.get("Content-Length", "0")
-        self._body_too_large = length.isdigit() and int(length) > self.max_body_size
         try:
             await super().prepare()
+            self._check_request()
         except (errors.NbexecError, web.HTTPError) as e:
-            self._deferred_error = e
-
-    def data_received(self, chunk: bytes) -> None:
-        if self._body_too_large:
+            await self._answer_now(e)
+            # the body is read to its end and dropped as it arrives (never kept), so that
+            # the client, still sending, reads the answer rather than a reset connection
+            self.request.connection.set_max_body_size(1 << 40)  # type: ignore[union-attr]
             return
-        self._body.extend(chunk)
-        if len(self._body) > self.max_body_size:
-            self._body_too_large = True
-            self._body = bytearray()
+        if "Content-Length" not in self.request.headers:
+            # a chunked body: read (and drop) what passes the limit, then answer 413
+            self.request.connection.set_max_body_size(1 << 40)  # type: ignore[union-attr]
 
-    async def _forward(self, user: str, server_name: str | None, rest: str) -> None:
-        if self._deferred_error is not None:
-            raise self._deferred_error
-        if self._body_too_large:
-            raise errors.PayloadTooLarge(f"The request body is over {self.max_body_size} bytes")
-        self.request.body = bytes(self._body)
-        server_name = server_name or ""
-        if rest.split("/", 1)[0] in self.READ_ONLY and self.request.method != "GET":
-            raise web.HTTPError(405)
-        self.check_access(user, server_name)
-        start, wait = parse_start_wait(
+    def _check_request(self) -> None:
+        """Names, path segments, access and the query: a domain error for anything wrong."""
+        kwargs = self.path_kwargs
+        self.user = kwargs["user"]
+        self.server_name = kwargs.get("server_name") or ""
+        self.check_access(self.user, self.server_name)
+        resource, self.api_path = upstream_api_path(
+            raw_rest(self.request.path, self.settings["service_prefix"])
+        )
+        if resource in READ_ONLY_RESOURCES and self.request.method != "GET":
+            raise web.HTTPError(405, "%s is read-only through the service", resource)
+        segments = self.api_path.rstrip("/").split("/")[2:]
+        self.progress = resource == "executions" and len(segments) == 2 and (
+            segments[1] == "progress"
+        )
+        self.exec_id = segments[0] if resource == "executions" and segments else None
+        start, self.wait = parse_start_wait(
             self.get_query_argument("start", None),
             self.get_query_argument("wait", None),
             self.settings["default_wait"],
             self.settings["max_wait"],
         )
+        # only a state-changing method may start a server; a GET may wait for one starting
+        self.start = start and self.request.method != "GET"
+        length = self.request.headers.get("Content-Length", "")
+        if length.isdigit() and int(length) > self.max_body_size:
+            raise errors.PayloadTooLarge(f"The request body is over {self.max_body_size} bytes")
+        # every forwarded request, stream or not, holds one of the caller's slots
+        self.take_stream_slot()
+
+    async def _answer_now(self, exc: Exception) -> None:
+        """Send the error answer whole before the body is read; the body is then dropped."""
+        self._answered = True
+        status = status_for(exc) or getattr(exc, "status_code", 500)
+        self.log_exception(type(exc), exc, None)
+        body = json.dumps(error_body(exc, responses.get(status, ""))).encode()
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.set_header("Content-Length", str(len(body)))
+        self.write(body)
+        await self.flush()
+
+    def data_received(self, chunk: bytes) -> None:
+        if self._answered or self._body_too_large:
+            return
+        budgets: ByteBudgets = self.settings["body_budgets"]
+        if len(self._body) + len(chunk) > self.max_body_size or not budgets.take(
+            self.caller_key(), len(chunk)
+        ):
+            self._body_too_large = True
+            self._give_back_body()
+            return
+        self._body.extend(chunk)
+        self._held_body += len(chunk)
+
+    _held_body = 0
+
+    def _give_back_body(self) -> None:
+        if self._held_body:
+            self.settings["body_budgets"].give_back(self.caller_key(), self._held_body)
+            self._held_body = 0
+        self._body = bytearray()
+
+    async def _forward(self, *args: Any, **kwargs: Any) -> None:
+        if self._answered:
+            self.finish()
+            return
+        if self._body_too_large:
+            raise errors.PayloadTooLarge(
+                f"The request body is over {self.max_body_size} bytes, or the bodies of "
+                "this caller's requests in flight over their budget"
+            )
+        self.request.body = bytes(self._body)
+        self._body = bytearray()
         self.log.info(
             "Forwarding %s %s for %s to %s/%s",
-            self.request.method, rest, self.caller["name"], user, server_name,  # type: ignore[index]
+            self.request.method, self.api_path, self.caller_key(), self.user, self.server_name,
         )
-        await self.forwarder.forward(
-            self, user, server_name, "api/" + quote(rest, safe="/"),
-            start=start, wait=wait, may_start=self.may_start(user, server_name),
-        )
+        self.slot_held_by_work = True
+        try:
+            await self.forwarder.forward(
+                self, self.user, self.server_name, self.api_path,
+                exec_id=self.exec_id, progress=self.progress,
+                start=self.start, wait=self.wait,
+                may_start=self.may_start(self.user, self.server_name),
+                on_relay=self._track_relay,
+                caller=self.caller_key(),
+                caller_gone=lambda: self.caller_gone,
+            )
+        finally:
+            self.slot_held_by_work = False
+            self.request.body = b""
+            self._give_back_body()
+            if self.caller_gone:
+                self._give_back_stream_slot()
+
+    def _track_relay(self, relay: Relay) -> None:
+        self.relay = relay
 
     get = post = put = patch = delete = _forward  # type: ignore[assignment]
 
+    caller_gone = False
+
     def on_connection_close(self) -> None:
-        if self.upstream_relay is not None:
-            self.upstream_relay.caller_left()
+        self.caller_gone = True
+        super().on_connection_close()
+        if self.relay is not None:
+            self.relay.caller_left()
 
 
 class FanoutHandler(ServiceHandler):
@@ -286,13 +252,12 @@ class FanoutHandler(ServiceHandler):
 
     async def get(self) -> None:
         result = await gather_executions(
-            self.hub,
-            self.settings["hub_http_client"],
-            self.forwarder.proxy_url,
-            self.settings["service_token"],
+            self.forwarder,
+            list((self.caller or {}).get("scopes", [])),
             self.may_access,
             concurrency=self.settings["fanout_concurrency"],
             timeout=self.settings["fanout_timeout"],
+            max_bytes=self.settings["max_fanout_bytes"],
         )
         self.write_json(result)
 

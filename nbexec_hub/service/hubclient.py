@@ -12,27 +12,26 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from jupyterhub.services.auth import HubAuth
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest, HTTPResponse
 
 from .. import errors
+from ..protocol import EVENT_STREAM, LineSplitter, SSEDecoder, server_path
+from . import metrics
 from .streaming import StreamingHTTPClient, close_upstream, fetch_quietly
 
 log = logging.getLogger("nbexec.hub")
 
+#: asks the hub's user listing for pages with a ``_pagination`` envelope
+PAGINATION_ACCEPT = "application/jupyterhub-pagination+json"
 #: one event of the hub's spawn progress stream
 ProgressCallback = Callable[[dict[str, Any]], Awaitable[None]]
-
-
-def server_path(user: str, server_name: str) -> str:
-    """The ``users/U/server`` or ``users/U/servers/S`` part of a hub or service URL."""
-    if server_name:
-        return f"users/{quote(user, safe='')}/servers/{quote(server_name, safe='')}"
-    return f"users/{quote(user, safe='')}/server"
 
 
 def status_model(
@@ -60,12 +59,15 @@ def status_model(
 
 
 class HubClient:
-    """Talks to the hub API with the service's token; caches readiness briefly."""
+    """Talks to the hub API with the service's token; caches readiness briefly.
+
+    The token and the API's URL are the service's `HubOAuth`'s (`auth`): the one object
+    that holds the service's own credential, used toward the hub and nowhere else.
+    """
 
     def __init__(
         self,
-        api_url: str,
-        api_token: str,
+        auth: HubAuth,
         service_prefix: str,
         *,
         cache_seconds: float = 3.0,
@@ -73,8 +75,8 @@ class HubClient:
         http_client: AsyncHTTPClient | None = None,
         stream_client: StreamingHTTPClient | None = None,
     ) -> None:
-        self.api_url = api_url.rstrip("/") + "/"
-        self._token = api_token
+        self.auth = auth
+        self.api_url = auth.api_url.rstrip("/") + "/"
         self.service_prefix = service_prefix
         self.cache_seconds = cache_seconds
         self.request_timeout = request_timeout
@@ -84,24 +86,34 @@ class HubClient:
 
     # -- plumbing ---------------------------------------------------------
 
-    def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"token {self._token}", "Accept": "application/json"}
+    def _headers(self, accept: str = "application/json") -> dict[str, str]:
+        return {"Authorization": f"token {self.auth.api_token}", "Accept": accept}
 
     async def _request(
-        self, method: str, path: str, body: Any = None, *, ok: tuple[int, ...] = ()
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        ok: tuple[int, ...] = (),
+        accept: str = "application/json",
     ) -> tuple[int, Any]:
         """One hub API call; returns (status, decoded JSON or None). Network failures raise."""
         req = HTTPRequest(
             self.api_url + path,
             method=method,
-            headers=self._headers(),
+            headers=self._headers(accept),
             body=json.dumps(body) if body is not None else (b"" if method == "POST" else None),
             request_timeout=self.request_timeout,
             connect_timeout=10,
         )
+        started = time.monotonic()
         resp: HTTPResponse = await fetch_quietly(self.http, req)
+        metrics.observe_hub_call(method, resp.code, started)
         if resp.code == 599:
-            raise errors.UpstreamError(f"The hub API is unreachable: {resp.error}")
+            raise errors.UpstreamError(
+                f"The hub API is unreachable: {resp.error}", cause="hub_api"
+            )
         data = None
         if resp.body:
             try:
@@ -114,9 +126,12 @@ class HubClient:
                 raise errors.NotFound(message or "Not found")
             if resp.code == 403:
                 raise errors.UpstreamError(
-                    f"The service's hub token may not do this ({message}); check its role"
+                    f"The service's hub token may not do this ({message}); check its role",
+                    cause="hub_api",
                 )
-            raise errors.UpstreamError(f"The hub answered {resp.code}: {message}")
+            raise errors.UpstreamError(
+                f"The hub answered {resp.code}: {message}", cause="hub_api"
+            )
         return resp.code, data
 
     # -- models -----------------------------------------------------------
@@ -155,37 +170,76 @@ class HubClient:
         """Drop the cached readiness of a server that turned out to be gone."""
         self._ready_cache.pop((user, server_name), None)
 
-    async def list_ready_servers(self) -> list[dict[str, Any]]:
-        """Status models of every ready server on the hub (paginated listing)."""
+    async def _paginated_users(self, query: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every user model a listing answers, following the hub's ``_pagination.next``
+        (the hub caps each page at its ``api_page_max_limit``, whatever we ask for)."""
         found: list[dict[str, Any]] = []
-        offset, limit = 0, 200
+        offset = 0
         while True:
-            query = urlencode({"state": "ready", "offset": offset, "limit": limit})
-            _, users = await self._request("GET", f"users?{query}")
-            if isinstance(users, dict):  # paginated envelope
-                users = users.get("items", [])
-            for model in users or []:
-                for name, server in (model.get("servers") or {}).items():
-                    status = status_model(model["name"], name, server, self.service_prefix)
-                    if status["ready"]:
-                        found.append(status)
-            if not users or len(users) < limit:
+            page_query = urlencode({**query, "offset": offset, "limit": 200})
+            _, data = await self._request(
+                "GET", f"users?{page_query}", accept=PAGINATION_ACCEPT
+            )
+            if isinstance(data, list):  # a hub without pagination (before 2.0)
+                return found + data
+            found.extend((data or {}).get("items") or [])
+            following = ((data or {}).get("_pagination") or {}).get("next")
+            if not following:
                 return found
-            offset += limit
+            offset = int(following["offset"])
+
+    async def list_ready_servers(self) -> list[dict[str, Any]]:
+        """Status models of every ready server on the hub (users with active servers only)."""
+        found: list[dict[str, Any]] = []
+        for model in await self._paginated_users({"state": "ready"}):
+            found.extend(self.ready_servers_of(model))
+        return found
+
+    def ready_servers_of(self, model: dict[str, Any]) -> list[dict[str, Any]]:
+        """Status models of the ready servers in one hub user model."""
+        found = []
+        for name, server in (model.get("servers") or {}).items():
+            status = status_model(model["name"], name, server, self.service_prefix)
+            if status["ready"]:
+                found.append(status)
+        return found
 
     async def list_user_names(self) -> list[str]:
         """Names of every user on the hub (paginated listing)."""
-        names: list[str] = []
-        offset, limit = 0, 200
-        while True:
-            query = urlencode({"offset": offset, "limit": limit})
-            _, users = await self._request("GET", f"users?{query}")
-            if isinstance(users, dict):
-                users = users.get("items", [])
-            names.extend(model["name"] for model in users or [])
-            if not users or len(users) < limit:
-                return names
-            offset += limit
+        return [model["name"] for model in await self._paginated_users({})]
+
+    # -- tokens -----------------------------------------------------------
+
+    async def mint_token(
+        self, user: str, scopes: list[str], *, expires_in: int, note: str
+    ) -> tuple[str, str | None, int]:
+        """A new token of `user` with exactly `scopes`: (token, its id, lifetime in seconds).
+
+        Needs the ``tokens`` scope. A hub whose ``token_expires_in_max_seconds`` is lower
+        than `expires_in` gets asked again with its maximum.
+        """
+        body = {"scopes": scopes, "expires_in": expires_in, "note": note}
+        path = f"users/{quote(user, safe='')}/tokens"
+        code, data = await self._request("POST", path, body, ok=(400,))
+        if code == 400:
+            message = str((data or {}).get("message", "")) if isinstance(data, dict) else ""
+            most = re.search(r"must not exceed (\d+)", message)
+            if not most:
+                raise errors.UpstreamError(
+                    f"The hub refused a token for {user}: {message}", cause="hub_api"
+                )
+            body["expires_in"] = expires_in = int(most.group(1))
+            code, data = await self._request("POST", path, body)
+        if not isinstance(data, dict) or not data.get("token"):
+            raise errors.UpstreamError(
+                f"The hub did not issue a token for {user}", cause="hub_api"
+            )
+        return data["token"], data.get("id"), expires_in
+
+    async def revoke_token(self, user: str, token_id: str) -> None:
+        """Delete a token of `user` the service minted (gone already is fine)."""
+        path = f"users/{quote(user, safe='')}/tokens/{quote(token_id, safe='')}"
+        await self._request("DELETE", path, ok=(404,))
 
     # -- actions ----------------------------------------------------------
 
@@ -204,6 +258,7 @@ class HubClient:
             raise errors.UpstreamError(
                 f"The server {user}/{server_name} failed to start: {message or code}",
                 state="stopped",
+                cause="server_start",
             )
         log.info("Asked the hub to start %s/%s", user, server_name)
 
@@ -228,7 +283,9 @@ class HubClient:
                 seen_pending = True
             elif seen_pending:
                 raise errors.UpstreamError(
-                    f"The server {user}/{server_name} failed to start", state="stopped"
+                    f"The server {user}/{server_name} failed to start",
+                    state="stopped",
+                    cause="server_start",
                 )
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -244,28 +301,26 @@ class HubClient:
     ) -> None:
         """Relay the hub's spawn-progress events to `on_event` until the hub ends the stream
         or `stop` is set (then the upstream connection is closed)."""
-        buffer = bytearray()
+        lines = LineSplitter(max_line=1024 * 1024)
+        decoder = SSEDecoder()
         pending: list[dict[str, Any]] = []
         wake = asyncio.Event()
 
         def on_chunk(chunk: bytes) -> None:
             if stop.is_set():
                 raise ConnectionAbortedError("caller went away")
-            buffer.extend(chunk)
-            while b"\n\n" in buffer:
-                message, _, rest = bytes(buffer).partition(b"\n\n")
-                buffer[:] = rest
-                for line in message.splitlines():
-                    if line.startswith(b"data:"):
-                        try:
-                            pending.append(json.loads(line[5:]))
-                        except ValueError:
-                            pass
+            for line in lines.feed(chunk):
+                try:
+                    event = decoder.line(line.decode("utf8", "replace"))
+                except ValueError:
+                    continue
+                if event is not None:
+                    pending.append(event)
             wake.set()
 
         req = HTTPRequest(
             self.api_url + server_path(user, server_name) + "/progress",
-            headers={**self._headers(), "Accept": "text/event-stream"},
+            headers={**self._headers(), "Accept": EVENT_STREAM},
             streaming_callback=on_chunk,
             request_timeout=0,
             connect_timeout=10,

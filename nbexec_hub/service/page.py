@@ -21,7 +21,8 @@ from jinja2 import ChoiceLoader, Environment, FileSystemLoader
 from tornado import web
 
 from .. import errors
-from .handlers import ServiceHandler
+from ..private_apis import hub_data_files_path
+from .base import ServiceHandler
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 #: the template the page renders; its presence marks a directory as ours
@@ -46,12 +47,9 @@ def nbexec_template_dirs() -> list[str]:
 def hub_template_dirs() -> list[str]:
     """JupyterHub's own templates (for ``page.html``), from its data files path."""
     candidates = []
-    try:
-        from jupyterhub._data import DATA_FILES_PATH
-
-        candidates.append(Path(DATA_FILES_PATH, "templates"))
-    except ImportError:  # pragma: no cover - a jupyterhub without the private module
-        pass
+    data_files = hub_data_files_path()
+    if data_files is not None:
+        candidates.append(data_files / "templates")
     candidates += [
         Path(sys.prefix, "share", "jupyterhub", "templates"),
         Path(sys.base_prefix, "share", "jupyterhub", "templates"),
@@ -91,6 +89,7 @@ class PageStaticHandler(web.StaticFileHandler):
         super().initialize(path, default_filename)
 
     def set_extra_headers(self, path: str) -> None:
+        self.set_header("X-Content-Type-Options", "nosniff")
         # the URL carries a content hash (?v=), so a long cache is safe
         if self.get_query_argument("v", None):
             self.set_header("Cache-Control", "max-age=31536000, public")

@@ -1,10 +1,11 @@
-"""Relaying one forwarded request: the upstream exchange and what the caller sees.
+"""Relaying one forwarded request: what of the answer the caller sees (CONTRACT B.1, B.4).
 
-Successful answers go to the caller chunk by chunk as they arrive (JSON lines as they
-are, or as Server-Sent Events with ``id: <seq>`` when the caller accepts them), error
-answers are passed through whole. A stream whose server dies ends with a final
-``notebook_error`` event of the service's own; one that merely breaks off (the proxy
-restarting) just ends, so that readers resume by ``seq``.
+Answers are relayed only as JSON, NDJSON or event streams (else 502), an ordinary one held
+until complete and checked (`max_answer_bytes`), error bodies up to `max_error_bytes`.
+Streams go event by event (JSON lines, or SSE with ``id: <seq>``), split in linear time; a
+line over `max_event_bytes` or the caller's budget is skipped; a slow reader slows the
+upstream, and is cut past `max_pending_bytes`. A stream whose server dies ends with a
+``notebook_error`` of the service's own; one that breaks off just ends (readers resume).
 """
 
 from __future__ import annotations
@@ -13,89 +14,98 @@ import asyncio
 import json
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tornado import web
-from tornado.httpclient import HTTPRequest
+from tornado.httpclient import AsyncHTTPClient
 
-from .. import errors, sse
+from .. import errors, protocol
+from . import answers, metrics
+from .bounds import ByteBudgets, RelayLimits
+from .liveness import Liveness, means_gone
 from .streaming import close_upstream, fetch_quietly
-
-if TYPE_CHECKING:
-    from .forward import Forwarder
+from .upstream import upstream_request
 
 log = logging.getLogger("nbexec.relay")
 
-#: request headers copied to the upstream request
-FORWARDED_HEADERS = ("Content-Type", "X-Response-Encoding", "Last-Event-ID")
-#: upstream statuses meaning "no server behind this URL any more"
-GONE_STATUSES = (424, 503)
-FINAL_EVENTS = ("notebook_complete", "notebook_error")
+#: the only media types relayed from a user's server
+RELAYED_TYPES = (protocol.JSON, protocol.NDJSON, protocol.EVENT_STREAM)
+
+
+async def _settled(future: asyncio.Future) -> None:
+    """Wait for `future`, whatever its outcome (tornado would log a reader gone as an error)."""
+    try:
+        await future
+    except Exception:
+        pass
 
 
 class ServerGone(Exception):
     """The proxy or hub says there is no server behind the URL any more."""
 
 
+class TokenRefused(Exception):
+    """The server refused the per-server token (401/403): renew it and try once more."""
+
+
 class Relay:
-    """One forwarded request: upstream fetch plus the caller-side writing."""
+    """One forwarded request: the upstream fetch and the caller-side writing."""
 
     def __init__(
-        self, forwarder: Forwarder, handler: web.RequestHandler, status: dict[str, Any], rest: str
+        self,
+        handler: web.RequestHandler,
+        status: dict[str, Any],
+        url: str,
+        token: str,
+        *,
+        client: AsyncHTTPClient,
+        liveness: Liveness,
+        limits: RelayLimits,
+        exec_id: str | None = None,
+        progress: bool = False,
+        caller: str = "",
+        budgets: ByteBudgets | None = None,
     ) -> None:
-        self.fwd = forwarder
         self.handler = handler
         self.status = status
+        self.client = client
+        self.liveness = liveness
+        self.limits = limits
+        self.exec_id = exec_id
         request = handler.request
-        self.as_sse = sse.wants_event_stream(request.headers.get("Accept"))
+        self.as_sse = protocol.wants_event_stream(request.headers.get("Accept"))
         self.streamed = (
             self.as_sse
-            or rest.rstrip("/").endswith("/progress")
-            or request.headers.get("X-Response-Encoding", "").lower() == "chunked"
+            or progress
+            or protocol.wants_chunked(request.headers)
         )
-        self.last_seq = sse.parse_last_event_id(
+        self.last_seq = protocol.parse_last_event_id(
             request.headers.get("Last-Event-ID")
             or handler.get_query_argument("last_event_id", None)
         )
         self.code: int | None = None
         self.upstream_headers: dict[str, str] = {}
-        self.headers_done = False
         self.relaying = False
+        self.refusal: str | None = None  # why the answer is not relayed (a 502)
         self.error_body = bytearray()
-        self.line_buffer = bytearray()
-        self.count = 0
+        self.answer: list[bytes] = []
+        self.no_content = False
+        self.answer_bytes = 0
+        self.lines = protocol.LineSplitter(limits.max_event_bytes)
+        self.caller, self.budgets = caller, budgets
+        self.charged = 0  # bytes of an unfinished line held against the caller's budget
+        self.unflushed = self.in_flight = self.count = 0
         #: seq of the last event relayed, the last execution model seen, a final event seen
         self.seen_seq: int | None = None
         self.execution: dict[str, Any] | None = None
-        self.final_seen = False
-        self.saw_event = False
-        self.caller_gone = False
-        self.server_gone = False
+        self.final_seen = self.saw_event = self.caller_gone = self.server_gone = False
         self.last_data = self.last_write = self.last_check = time.monotonic()
-        self.url = forwarder.target_url(status["url"], rest, request.query_arguments)
-        headers = {**forwarder.auth_headers(), "Accept": "application/json"}
-        for name in FORWARDED_HEADERS:
-            if name in request.headers:
-                headers[name] = request.headers[name]
-        if self.last_seq is not None:
-            headers["Last-Event-ID"] = str(self.last_seq)
-        if self.as_sse and request.method != "GET":
-            headers["X-Response-Encoding"] = "chunked"
-        body = request.body if request.method in ("POST", "PUT", "PATCH") else None
-        if body is None and request.method in ("POST", "PUT", "PATCH"):
-            body = b""
-        self.request = HTTPRequest(
-            self.url,
-            method=request.method,
-            headers=headers,
-            body=body,
-            allow_nonstandard_methods=True,
-            follow_redirects=False,
-            decompress_response=False,
+        self.sent_at: float | None = None
+        self.request = upstream_request(
+            handler.request, url, token, self.last_seq, self.as_sse,
             header_callback=self._on_header_line,
             streaming_callback=self._on_chunk,
-            connect_timeout=10,
-            request_timeout=0 if self.streamed else forwarder.request_timeout,
+            request_timeout=0 if self.streamed else limits.request_timeout,
         )
 
     def caller_left(self) -> None:
@@ -107,65 +117,118 @@ class Relay:
 
     def _on_header_line(self, line: str) -> None:
         if line.startswith("HTTP/"):
+            if self.code is None and self.sent_at is not None:
+                metrics.observe_upstream_response(self.sent_at)
             self.code = int(line.split(" ", 2)[1])
             self.upstream_headers = {}
-            self.headers_done = False
         elif line.strip() == "":
-            self.headers_done = True
-            if self.code is not None and self.code < 300:
+            if self.code is not None and not 200 <= self.code <= 599:
+                # 1xx (a protocol switch, say) or no HTTP status at all: nothing to relay
+                self.refusal = f"answered status {self.code}"
+                close_upstream(self.request)
+            elif self.code is not None and self.code < 300:
                 self._start_relay()
         elif ":" in line:
             name, _, value = line.partition(":")
             self.upstream_headers[name.strip().lower()] = value.strip()
 
     def _start_relay(self) -> None:
+        ctype = self.upstream_headers.get("content-type")
+        if self.code in (204, 205):
+            # no content: passed on as that, whatever body or type the server claims
+            self.relaying, self.streamed, self.no_content = True, False, True
+            self.handler.set_status(self.code)
+            self.handler.set_header("Content-Type", "application/json; charset=UTF-8")
+            return
+        if protocol.media_type(ctype) not in RELAYED_TYPES:
+            self.refusal = f"answered {protocol.media_type(ctype) or 'no content type'}"
+            return
+        length = self.upstream_headers.get("content-length", "")
+        if not self.streamed and length.isdigit() and int(length) > self.limits.max_answer_bytes:
+            self.refusal = f"answered {length} bytes (more than {self.limits.max_answer_bytes})"
+            return
         handler = self.handler
         self.relaying = True
         handler.set_status(200 if self.as_sse and handler.request.method == "GET" else self.code)
         if self.as_sse:
-            for name, value in sse.SSE_HEADERS.items():
+            for name, value in protocol.SSE_HEADERS.items():
                 handler.set_header(name, value)
-        else:
-            ctype = self.upstream_headers.get("content-type")
-            if ctype:
-                handler.set_header("Content-Type", ctype)
-            if self.streamed:
+        elif ctype:
+            handler.set_header("Content-Type", ctype)
+        if self.streamed:
+            if not self.as_sse:
                 handler.set_header("Cache-Control", "no-cache")
                 handler.set_header("X-Accel-Buffering", "no")
-        if self.streamed:
-            sse.send_at_once(handler)
-            handler.flush()
+            protocol.send_at_once(handler)
+            self._flush()
 
-    def _on_chunk(self, chunk: bytes) -> None:
+    def _on_chunk(self, chunk: bytes) -> asyncio.Future | None:
         if self.caller_gone:
             raise ConnectionAbortedError("the caller went away")
+        if self.refusal is not None:
+            raise ConnectionAbortedError(self.refusal)
         self.last_data = self.last_write = time.monotonic()
         if not self.relaying:
+            if len(self.error_body) + len(chunk) > self.limits.max_error_bytes:
+                self.refusal = f"sent an error body over {self.limits.max_error_bytes} bytes"
+                raise ConnectionAbortedError(self.refusal)
             self.error_body.extend(chunk)
-            return
+            return None
+        if self.no_content:
+            return None
         if not self.streamed:
-            self.handler.write(chunk)
-            return
-        self.line_buffer.extend(chunk)
-        *lines, rest = bytes(self.line_buffer).split(b"\n")
-        self.line_buffer[:] = rest
-        for line in lines:
+            self.answer_bytes += len(chunk)
+            if self.answer_bytes > self.limits.max_answer_bytes:
+                self.refusal = f"answered more than {self.limits.max_answer_bytes} bytes"
+                raise ConnectionAbortedError(self.refusal)
+            self.answer.append(chunk)  # held until the answer is complete and checked
+            return None
+        skipped = self.lines.skipped
+        for line in self.lines.feed(chunk):
             self._relay_line(line)
-        self.handler.flush()
+        self._charge_unfinished_line()
+        if self.lines.skipped > skipped:
+            log.warning(
+                "Skipped an event over %d bytes from %s",
+                self.limits.max_event_bytes, self.status["url"],
+            )
+        flushed = self._flush()
+        if flushed is not None and self.in_flight > self.limits.max_pending_bytes // 4:
+            # tornado waits for this before it reads on (a slow reader slows the upstream)
+            return asyncio.ensure_future(_settled(flushed))
+        return None
+
+    def _charge_unfinished_line(self) -> None:
+        """Hold the unfinished line against the caller's budget, or skip it."""
+        if self.budgets is None:
+            return
+        want = self.lines.pending
+        if want > self.charged and not self.budgets.take(self.caller, want - self.charged):
+            self.lines.skip_current()
+            self.budgets.give_back(self.caller, self.charged)
+            self.charged = 0
+            return
+        if want < self.charged:
+            self.budgets.give_back(self.caller, self.charged - want)
+        self.charged = want
 
     def _relay_line(self, line: bytes) -> None:
         """One JSON event line of a stream, written as it is or as an SSE message."""
         if not line.strip():
             return
         try:
-            event = json.loads(line)
+            event = protocol.parse_json(line)
         except ValueError:
             log.warning("Dropping a non-JSON line from %s", self.status["url"])
             return
         if not isinstance(event, dict):
             return
-        if self.as_sse:
-            event.setdefault("seq", self.count)
+        if "seq" in event and not protocol.is_seq(event["seq"]):
+            del event["seq"]  # only a real seq may become an SSE id or a resume point
+            line = b""
+        if self.as_sse and "seq" not in event:
+            event["seq"] = self.count
+            line = b""  # changed: encode it anew
         self.count += 1
         seq = event.get("seq")
         if isinstance(seq, int):
@@ -175,54 +238,68 @@ class Relay:
         if isinstance(event.get("execution"), dict):
             self.execution = event["execution"]
         self.saw_event = self.saw_event or "event" in event
-        self.final_seen = self.final_seen or event.get("event") in FINAL_EVENTS
-        self._write_event(event)
+        self.final_seen = self.final_seen or event.get("event") in protocol.FINAL_EVENTS
+        self._write_event(event, line)
 
-    def _write_event(self, event: dict[str, Any]) -> None:
-        if self.as_sse:
-            self.handler.write(sse.format_event(event))
+    def _write_event(self, event: dict[str, Any], raw: bytes = b"") -> None:
+        """One event to the caller; `raw`, when given, is its JSON as received (one line),
+        written as it is rather than encoded again (events can be tens of MB)."""
+        raw = b"" if b"\r" in raw else raw  # a CR would end an SSE line early
+        if self.as_sse and raw and protocol.is_seq(event.get("seq")):
+            self._write(b"id: %d\ndata: " % event["seq"] + raw + b"\n\n")
+        elif self.as_sse:
+            self._write(protocol.format_event(event).encode())
         else:
-            self.handler.write(json.dumps(event) + "\n")
+            self._write((raw or json.dumps(event).encode()) + b"\n")
 
-    def _final_error_event(self) -> dict[str, Any]:
-        """The event ending a stream whose server died: the server cannot send one."""
-        user, server_name = self.status["user"], self.status["server_name"]
-        message = f"The server {user}/{server_name} stopped during the execution"
-        execution = dict(self.execution or {})
-        if not execution.get("exec_id"):
-            parts = self.request.url.split("?")[0].rstrip("/").split("/")
-            if parts[-1] == "progress":
-                execution["exec_id"] = parts[-2]
-        execution["status"] = f"error: {message}"
-        event: dict[str, Any] = {
-            "event": "notebook_error",
-            "timestamp": time.time(),
-            "output_path": execution.get("output_path"),
-            "error": message,
-            "execution": execution,
-            "server_stopped": True,
-        }
-        if self.as_sse or self.seen_seq is not None:
-            event["seq"] = (self.seen_seq if self.seen_seq is not None else self.count - 1) + 1
-        return event
+    def _write(self, data: bytes) -> None:
+        self.unflushed += len(data)
+        self.handler.write(data)
+
+    def _flush(self) -> asyncio.Future | None:
+        """Send what was written. A caller whose earlier data is still unsent past the bound
+        does not read: it is cut (it may resume with Last-Event-ID)."""
+        if self.caller_gone:
+            return None
+        if self.in_flight > self.limits.max_pending_bytes:
+            log.warning(
+                "Cutting a reader of %s/%s: %d bytes wait for it (bound %d); it may resume",
+                self.status["user"], self.status["server_name"],
+                self.in_flight, self.limits.max_pending_bytes,
+            )
+            self.caller_left()
+            self.handler.request.connection.close()  # type: ignore[union-attr]
+            return None
+        size, self.unflushed = self.unflushed, 0
+        self.in_flight += size
+
+        def sent(flushed: asyncio.Future) -> None:
+            self.in_flight -= size
+            if flushed.cancelled() or flushed.exception() is not None:
+                self.caller_left()  # the caller's connection is gone
+
+        flushed = self.handler.flush()
+        flushed.add_done_callback(sent)
+        return flushed
+
+    # -- the whole exchange -----------------------------------------------
 
     async def _watch(self) -> None:
         """Keep-alives on SSE; and end a stream whose server went away without a word
         (the proxy may keep the dead connection open)."""
-        tick = min(1.0, self.fwd.keepalive_seconds / 2)
+        tick = min(1.0, self.limits.keepalive_seconds / 2)
         while True:
             await asyncio.sleep(tick)
             now = time.monotonic()
             idle = now - self.last_write
-            if self.as_sse and self.relaying and idle >= self.fwd.keepalive_seconds:
-                self.handler.write(sse.keepalive_comment())
-                self.handler.flush()
+            if self.as_sse and self.relaying and idle >= self.limits.keepalive_seconds:
+                self._write(protocol.keepalive_comment().encode())
+                self._flush()
                 self.last_write = now
-            quiet = now - max(self.last_data, self.last_check)
-            if quiet < self.fwd.liveness_seconds:
+            if now - max(self.last_data, self.last_check) < self.liveness.interval:
                 continue
             self.last_check = now
-            if await self.fwd.server_alive(self.status) is False:
+            if await self.liveness.alive(self.status) is False:
                 log.info(
                     "Server %s/%s went away during a stream; ending it",
                     self.status["user"], self.status["server_name"],
@@ -231,24 +308,38 @@ class Relay:
                 close_upstream(self.request)
                 return
 
-    # -- the whole exchange -----------------------------------------------
-
     async def run(self) -> None:
+        """Fetch and relay; raises ServerGone, TokenRefused or a domain error (not relayed)."""
         watch = asyncio.ensure_future(self._watch()) if self.streamed else None
+        self.sent_at = time.monotonic()
         try:
-            response = await fetch_quietly(self.fwd.client, self.request)
+            response = await fetch_quietly(self.client, self.request)
         finally:
             if watch is not None:
                 watch.cancel()
+            if self.budgets is not None and self.charged:
+                self.budgets.give_back(self.caller, self.charged)
+                self.charged = 0
         user, server_name = self.status["user"], self.status["server_name"]
         if self.caller_gone:
             log.info("Caller left; closed the upstream stream from %s/%s", user, server_name)
             return
+        if self.refusal is not None:
+            self.handler.clear()
+            raise errors.UpstreamError(
+                f"The server {user}/{server_name} {self.refusal}", cause="server_answer"
+            )
         if self.server_gone and not self.relaying:
             raise ServerGone()
+        if self.relaying and not self.streamed:
+            body = b"".join(self.answer)
+            self.answer = []
+            self._check_json_answer(body)
+            self.handler.finish(body or None)  # (a 204 may not even write b"")
+            return
         if self.relaying:
-            if self.streamed and self.line_buffer:
-                self._relay_line(bytes(self.line_buffer))
+            if self.streamed:
+                self._relay_line(self.lines.rest())
             if self.saw_event and not self.final_seen:
                 await self._end_unfinished_stream(response.error)
             self.handler.finish()
@@ -257,39 +348,53 @@ class Relay:
             if isinstance(response.error, ConnectionRefusedError):
                 raise ServerGone()
             raise errors.UpstreamError(
-                f"Could not reach the server {user}/{server_name}: {response.error}"
+                f"Could not reach the server {user}/{server_name}: {response.error}",
+                cause="server_unreachable",
             )
-        location = self.upstream_headers.get("location", "")
-        if response.code in GONE_STATUSES or (300 <= response.code < 400 and "/hub/" in location):
-            # 424/503: the hub or proxy has no running server there; a redirect into the
-            # hub means the proxy has no route for it (the server stopped or is starting)
+        if means_gone(response.code, self.upstream_headers.get("location", "")):
             raise ServerGone()
-        self._pass_through(response.code)
+        if response.code in (401, 403):
+            raise TokenRefused()
+        self.pass_through()
 
     async def _end_unfinished_stream(self, error: BaseException | None) -> None:
         """A stream that ended without its final event: say so when the server died."""
         user, server_name = self.status["user"], self.status["server_name"]
-        gone = self.server_gone or await self.fwd.server_alive(self.status, fresh=True) is False
+        gone = self.server_gone or await self.liveness.alive(self.status, fresh=True) is False
         if not gone:
             # the proxy or the connection broke, not the server: readers resume by seq
             log.info("Stream from %s/%s broke off (%s)", user, server_name, error)
             return
-        self.fwd.hub.forget(user, server_name)
+        self.liveness.hub.forget(user, server_name)
         self._write_event(self._final_error_event())
         log.info("Server %s/%s gone: ended its stream with notebook_error", user, server_name)
 
-    def _pass_through(self, code: int) -> None:
-        """An upstream error (or redirect) answered as it came: status and body."""
-        handler = self.handler
-        handler.set_status(code)
-        body = bytes(self.error_body)
-        ctype = self.upstream_headers.get("content-type", "")
-        if "json" not in ctype:
-            # not the server's own JSON error: say what happened, in our JSON shape
-            handler.set_header("Content-Type", "application/json; charset=UTF-8")
-            body = json.dumps(
-                {"message": f"The server answered {code}", "reason": None}
-            ).encode()
-        else:
-            handler.set_header("Content-Type", ctype)
-        handler.finish(body)
+    def _final_error_event(self) -> dict[str, Any]:
+        """The event ending a stream whose server died: the server cannot send one."""
+        user, server_name = self.status["user"], self.status["server_name"]
+        seq = None
+        if self.as_sse or self.seen_seq is not None:
+            seq = (self.seen_seq if self.seen_seq is not None else self.count - 1) + 1
+        return protocol.server_stopped_event(
+            f"The server {user}/{server_name} stopped during the execution",
+            self.execution, self.exec_id, seq,
+        )
+
+    def _check_json_answer(self, body: bytes) -> None:
+        """A whole (not streamed) answer labelled JSON must be JSON, else it is a 502."""
+        if not answers.is_json_or_empty(self.upstream_headers.get("content-type"), body):
+            self.handler.clear()
+            user, server_name = self.status["user"], self.status["server_name"]
+            raise errors.UpstreamError(
+                f"The server {user}/{server_name} answered {self.code} with a body that is "
+                "not JSON",
+                cause="server_answer",
+            )
+
+    def pass_through(self) -> None:
+        """An upstream error (or redirect) answered with its status and a JSON body."""
+        code = self.code if self.code is not None and 300 <= self.code <= 599 else 502
+        self.handler.set_status(code)
+        self.handler.set_header("Content-Type", "application/json; charset=UTF-8")
+        ctype = self.upstream_headers.get("content-type")
+        self.handler.finish(answers.error_body(code, ctype, bytes(self.error_body)))

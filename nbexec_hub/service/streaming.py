@@ -9,26 +9,13 @@ tornado offers no public way to do.
 
 from __future__ import annotations
 
-from typing import Any
-
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
-from tornado.simple_httpclient import SimpleAsyncHTTPClient, _HTTPConnection
+
+from ..private_apis import ClosableHTTPClient, close_request
 
 
-class _ClosableConnection(_HTTPConnection):
-    """A connection that registers itself on its request so it can be closed."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        original = getattr(self.request, "request", self.request)
-        original._nbexec_connection = self  # type: ignore[attr-defined]
-
-
-class StreamingHTTPClient(SimpleAsyncHTTPClient):
+class StreamingHTTPClient(ClosableHTTPClient):
     """A separate client instance for streams, with its own connection limit."""
-
-    def _connection_class(self) -> type:
-        return _ClosableConnection
 
     @classmethod
     def create(cls, max_clients: int = 1000) -> StreamingHTTPClient:
@@ -40,10 +27,7 @@ class StreamingHTTPClient(SimpleAsyncHTTPClient):
 
 def close_upstream(request: HTTPRequest) -> None:
     """Close the upstream connection of a running streamed request, if it has one."""
-    connection = getattr(request, "_nbexec_connection", None)
-    stream = getattr(connection, "stream", None)
-    if stream is not None and not stream.closed():
-        stream.close()
+    close_request(request)
 
 
 async def fetch_quietly(client: AsyncHTTPClient, request: HTTPRequest) -> HTTPResponse:

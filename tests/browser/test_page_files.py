@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import zipfile
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from nbexec_hub import protocol
 from nbexec_hub.service import page
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,3 +50,15 @@ def test_wheel_ships_templates_as_data_files_and_static_in_the_package(tmp_path)
     for static in (REPO / "nbexec_hub" / "static").rglob("*"):
         if static.is_file():
             assert static.relative_to(REPO).as_posix() in names
+
+
+def test_the_page_mirrors_the_protocols_event_names():
+    """static/js/api.js keeps its own copy of protocol.py's event names: the same ones."""
+    text = (REPO / "nbexec_hub" / "static" / "js" / "api.js").read_text()
+    block = re.search(r"export const EVENTS = Object\.freeze\(\{(.*?)\}\);", text, re.S)
+    assert block, "api.js no longer defines EVENTS"
+    events = dict(re.findall(r"(\w+): \"(\w+)\"", block.group(1)))
+    names = ("NOTEBOOK_START", "CELL_START", "CELL_END", "OUTPUT", "NOTEBOOK_COMPLETE",
+             "NOTEBOOK_ERROR")
+    assert events == {name: getattr(protocol, name) for name in names}
+    assert "nbexec_hub/protocol.py" in text

@@ -46,7 +46,7 @@ async def test_hostile_values_stay_strings(run, jp_root_dir):
 async def test_a_failing_cell_ends_the_run_and_the_output_shows_the_error(run, jp_root_dir):
     events = await run(chunked=True, notebook="error.ipynb")
     assert [e["event"] for e in events] == [
-        "notebook_start", "start", "end", "start", "end", "notebook_error"
+        "notebook_start", "start", "output", "end", "start", "output", "end", "notebook_error"
     ]
     final = events[-1]
     assert list(final) == ["event", "timestamp", "output_path", "error", "execution"]

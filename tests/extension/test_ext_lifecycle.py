@@ -91,15 +91,15 @@ async def test_server_shutdown_ends_running_and_queued_runs(
     assert queued.status == "initializing"
     await jp_serverapp.cleanup_extensions()
     for ex in (running, queued):
-        assert ex.is_done and ex.status == "error: the server is shutting down"
+        assert ex.is_done and ex.status == "error: interrupted: the server stopped"
         final = ex.events_since(0)[-1][1]
-        assert final["event"] == "notebook_error" and "shutting down" in final["error"]
+        assert final["event"] == "notebook_error" and "the server stopped" in final["error"]
         assert ex.model()["completed_at"] is not None
     assert running.output_path == "slow-Executed1.ipynb"
     assert queued.output_path is None and not list(jp_root_dir.glob("simple-Executed*"))
     out = read_json(jp_root_dir / "slow-Executed1.ipynb")
     assert stream_text(out.cells[0]) == "started\n"
-    assert out.cells[1].outputs[-1].evalue == "the server is shutting down"
+    assert out.cells[1].outputs[-1].evalue == "interrupted: the server stopped"
     assert manager.kernels.mkm.list_kernel_ids() == []
     assert [ex.exec_id for ex in manager.list()] == [running.exec_id, queued.exec_id]
 

@@ -149,8 +149,13 @@ async def test_unused_warm_kernels_expire_and_come_back_with_use(run, pool):
 async def test_which_kernels_are_pooled(jp_serverapp, fake_kernelspec, pool):
     [app] = jp_serverapp.extension_manager.extension_apps["nbexec_hub"]
     assert app.pool is pool
-    app.warm_kernels = None  # the default: one of the server's default kernel
-    assert app._python_pool_sizes() == {jp_serverapp.kernel_manager.default_kernel_name: 1}
+    app.warm_kernels = None  # the default: none when kernels are forked, else one
+    assert app._python_pool_sizes() == ({} if app.forker is not None else {"python3": 1})
+    forker, app.forker = app.forker, None
+    try:
+        assert app._python_pool_sizes() == {jp_serverapp.kernel_manager.default_kernel_name: 1}
+    finally:
+        app.forker = forker
     app.warm_kernels = {"python3": 0, fake_kernelspec: 2, "not-installed": 1}
     assert app._python_pool_sizes() == {}  # size 0, non-Python, unknown: none pooled
     assert WarmKernelPool._capped({"a": 3, "b": 3}, 4) == {"a": 3, "b": 1}

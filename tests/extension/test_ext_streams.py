@@ -72,9 +72,9 @@ async def test_sse_format_and_headers(jp_fetch, run):
     assert response.headers["Cache-Control"] == "no-cache"
     assert response.headers["X-Accel-Buffering"] == "no"
     messages = parse_sse(response.body.decode())
-    assert [(seq, data["seq"]) for seq, data in messages] == [(i, i) for i in range(4)]
+    assert [(seq, data["seq"]) for seq, data in messages] == [(i, i) for i in range(5)]
     assert [data["event"] for _, data in messages] == [
-        "notebook_start", "start", "end", "notebook_complete"
+        "notebook_start", "start", "output", "end", "notebook_complete"
     ]
 
 

@@ -22,8 +22,9 @@ def test_admin_config_has_every_piece() -> None:
     assert service["command"][1:] == ["-m", "nbexec_hub.service"]
     assert "access:servers" in service["oauth_client_allowed_scopes"]
     roles = {role["name"]: role for role in c.JupyterHub.load_roles}
-    assert set(roles["nbexec-service"]["scopes"]) >= {
-        "read:users", "read:servers", "access:servers", "servers"
+    # the least that works, and never access:servers (CONTRACT B.1)
+    assert set(roles["nbexec-service"]["scopes"]) == {
+        "read:users", "list:users", "read:servers", "servers", "tokens"
     }
     assert "access:services!service=nbexec" in roles["user"]["scopes"]
     assert c.JupyterHub.public_url and c.JupyterHub.allow_named_servers is True

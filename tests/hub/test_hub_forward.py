@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from realhub import RealHub
 from service_calls import Service, executions_path
 
@@ -117,10 +119,15 @@ def test_start_and_wait_from_stopped(
     # start and wait are the service's: never forwarded, other query parameters are
     r = alice.get(f"{EXECS}/query-check?start=1&wait=5&keep=1")
     assert r.status_code == 404
-    forwarded = [
-        line for line in realhub.log_text().splitlines()
-        if "ServerApp" in line and "/user/alice/api/executions/query-check" in line
-    ]
+    deadline = time.monotonic() + 10
+    while True:  # the server logs a request after answering it
+        forwarded = [
+            line for line in realhub.log_text().splitlines()
+            if "ServerApp" in line and "/user/alice/api/executions/query-check" in line
+        ]
+        if forwarded or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert forwarded, "the server's log shows no forwarded request"
     assert all("keep=1" in line and "start" not in line and "wait" not in line
                for line in forwarded), forwarded
@@ -135,7 +142,7 @@ def test_wait_runs_out_is_504(realhub: RealHub, alice: Service, alice_stopped: N
 
 
 def test_spawn_failure_is_502(alice: Service) -> None:
-    r = alice.get(executions_path("alice", "broken") + "?start=1&wait=30")
+    r = alice.post(executions_path("alice", "broken") + "?start=1&wait=30", data={})
     assert r.status_code == 502, r.text
     assert "start" in r.json()["message"]
 

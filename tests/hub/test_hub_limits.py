@@ -16,7 +16,7 @@ def test_body_over_the_limit_is_413_json(realhub_factory) -> None:  # type: igno
     # the connection stays usable, and a body under the limit goes through to the (stopped) server
     r = alice.post(path, data={"notebook": "x.ipynb", "small": "x" * 1000})
     assert r.status_code == 409, r.text
-    # an unauthenticated oversized body gets its 401 (after the body was read)
+    # an unauthenticated oversized body gets its 401 (at once; the body is dropped)
     r = Service(hub, None).post(path, data={"big": "x" * 200_000})
     assert r.status_code == 401, r.text
 

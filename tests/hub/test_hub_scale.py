@@ -1,4 +1,8 @@
-"""Long streams must not starve anything: 200 concurrent SSE readers plus ordinary requests."""
+"""Long streams must not starve anything: 200 concurrent SSE readers plus ordinary requests.
+
+The readers are alice, an admin and the test's admin service, about 67 each: one caller
+may have at most 100 requests and streams in flight (``max_streams_per_caller``, tested in
+tests/reliability/test_rel_bounds.py), and alice makes ordinary requests meanwhile."""
 
 from __future__ import annotations
 
@@ -15,15 +19,14 @@ READERS = 200
 
 
 async def test_200_concurrent_sse_readers(
-    realhub: RealHub, alice: Service, alice_server: dict
+    realhub: RealHub, alice: Service, admin_token: str, alice_server: dict
 ) -> None:
     realhub.put_notebook("alice", "crowd.ipynb", slow_notebook(cells=30, seconds=0.5))
     exec_id = alice.run("alice", "crowd.ipynb")["exec_id"]
     url = realhub.service_url(f"{executions_path('alice')}/{exec_id}/progress")
     client = SimpleAsyncHTTPClient(force_instance=True, max_clients=READERS + 20)
-    headers = {"Authorization": f"token {alice.token}", "Accept": "text/event-stream"}
-
-    async def reader() -> tuple[float, float, str]:
+    async def reader(token: str) -> tuple[float, float, str]:
+        headers = {"Authorization": f"token {token}", "Accept": "text/event-stream"}
         body = bytearray()
         first: list[float] = []
 
@@ -50,7 +53,8 @@ async def test_200_concurrent_sse_readers(
         return time.monotonic() - started
 
     try:
-        readers = [asyncio.ensure_future(reader()) for _ in range(READERS)]
+        tokens = [[alice.token, admin_token, realhub.admin_token][i % 3] for i in range(READERS)]
+        readers = [asyncio.ensure_future(reader(token)) for token in tokens]
         await asyncio.sleep(4)
         # while the streams are open, ordinary requests are answered promptly
         durations = await asyncio.gather(*(ordinary() for _ in range(10)))

@@ -10,9 +10,12 @@ from pathlib import Path
 import pytest
 
 from nbexec_hub import errors
+from nbexec_hub.protocol import LineSplitter
 from nbexec_hub.service.app import NbexecService, proxy_url_from_env, scrub_uri
-from nbexec_hub.service.forward import Forwarder, parse_start_wait
+from nbexec_hub.service.bounds import ByteBudgets
+from nbexec_hub.service.forward import parse_start_wait, upstream_query
 from nbexec_hub.service.hubclient import status_model
+from nbexec_hub.service.paths import server_url, upstream_api_path
 
 
 def test_proxy_url_comes_from_the_hub_environment() -> None:
@@ -91,11 +94,12 @@ def test_start_and_wait_parameters() -> None:
         parse_start_wait(None, "-1", 60, 600)
 
 
-def test_target_url_drops_the_service_parameters() -> None:
-    fwd = Forwarder(None, "http://proxy:8000/", "tok", None)  # type: ignore[arg-type]
+def test_upstream_query_drops_the_service_parameters() -> None:
     query = {"start": [b"1"], "wait": [b"5"], "token": [b"t"], "_xsrf": [b"x"], "k": [b"v"]}
-    url = fwd.target_url("/user/alice/", "api/executions/abc", query)
-    assert url == "http://proxy:8000/user/alice/api/executions/abc?k=v"
+    assert upstream_query(query) == "?k=v"
+    assert upstream_query({"start": [b"1"]}) == ""
+    url = server_url("http://proxy:8000/", "/user/alice/", "api/executions/abc")
+    assert url == "http://proxy:8000/user/alice/api/executions/abc"
 
 
 def test_status_model_states() -> None:
@@ -120,3 +124,50 @@ def test_open_file_limit_is_raised() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize(
+    "rest",
+    [
+        "executions/..", "executions/.", "executions/a/../b", "executions/%2e%2e",
+        "executions/%2E%2e/x", "contents/a//b", "contents/a%2fb", "contents/a%5Cb",
+        "contents/%00", "contents/%252e%252e", "kernelspecs/%2525", "contents/a%0ab",
+        "executions/%ff",
+    ],
+)
+def test_upstream_paths_refuse_dot_segments_and_encodings(rest: str) -> None:
+    with pytest.raises(errors.BadRequest):
+        upstream_api_path(rest)
+
+
+def test_upstream_paths_are_requoted_segment_by_segment() -> None:
+    assert upstream_api_path("executions") == ("executions", "api/executions")
+    assert upstream_api_path("executions/abc/progress") == (
+        "executions", "api/executions/abc/progress"
+    )
+    assert upstream_api_path("contents/my%20dir/n%C3%BC.ipynb")[1] == (
+        "api/contents/my%20dir/n%C3%BC.ipynb"
+    )
+    assert upstream_api_path("contents/a%3Fb%23c")[1] == "api/contents/a%3Fb%23c"
+    assert upstream_api_path("contents/dir/")[1] == "api/contents/dir/"
+    with pytest.raises(errors.NotFound):
+        upstream_api_path("kernels/x")
+
+
+def test_line_splitter_is_linear_and_bounded() -> None:
+    splitter = LineSplitter(max_line=10)
+    assert list(splitter.feed(b"ab")) == [] and splitter.pending == 2
+    assert list(splitter.feed(b"c\nde")) == [b"abc"]
+    assert list(splitter.feed(b"f" * 20)) == [] and splitter.skipped == 1
+    assert list(splitter.feed(b"gg\nok\n")) == [b"ok"]  # the long line is dropped whole
+    assert list(splitter.feed(b"part")) == [] and splitter.pending == 4
+    splitter.skip_current()
+    assert list(splitter.feed(b"rest\nnext\n")) == [b"next"]
+
+
+def test_line_budgets_are_per_caller() -> None:
+    budgets = ByteBudgets(limit=100)
+    assert budgets.take("user bob", 60) and not budgets.take("user bob", 50)
+    assert budgets.take("user alice", 100)  # bob's lines do not count against alice
+    budgets.give_back("user bob", 60)
+    assert budgets.take("user bob", 100)

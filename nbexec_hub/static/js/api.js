@@ -1,5 +1,19 @@
 // Talking to the nbexec service from the page: fetch with the XSRF token, JSON errors,
 // the URLs of the service's routes for one user's server, and its JSON event streams.
+//
+// The wire facts here (EVENTS, the URL shapes of serverPath() and forwardPath()) mirror
+// nbexec_hub/protocol.py, the one Python module that spells them: the page has no build
+// step, so it keeps its own copy. Change both together.
+
+/** An execution's event names (protocol.py's NOTEBOOK_START, CELL_START, ...). */
+export const EVENTS = Object.freeze({
+  NOTEBOOK_START: "notebook_start",
+  CELL_START: "start",
+  CELL_END: "end",
+  OUTPUT: "output",
+  NOTEBOOK_COMPLETE: "notebook_complete",
+  NOTEBOOK_ERROR: "notebook_error",
+});
 
 /** An error answered by the service (or the network), with the message to show. */
 export class ApiError extends Error {
@@ -20,7 +34,19 @@ function cookie(name) {
 
 /** Percent-encode each segment of a relative path, keeping the slashes. */
 export function encodePath(path) {
-  return path.split("/").filter((s) => s !== "").map(encodeURIComponent).join("/");
+  return path.split("/").filter((s) => s !== "").map(encodeSegment).join("/");
+}
+
+/**
+ * One URL path segment. "." and ".." are refused: browsers resolve them (and their
+ * %2e forms) before sending, so an id of ".." from a hostile server would send a button's
+ * request to another resource (the service refuses such segments too: 400).
+ */
+export function encodeSegment(segment) {
+  if (segment === "." || segment === "..") {
+    throw new Error(`not a valid name: ${JSON.stringify(segment)}`);
+  }
+  return encodeURIComponent(segment);
 }
 
 /**
@@ -51,7 +77,7 @@ export class ServiceAPI {
     this.xsrf = config.xsrf_token || cookie("_xsrf") || "";
   }
 
-  /** The service path of the target server, e.g. "api/users/alice/server". */
+  /** The service path of the target server, e.g. "api/users/alice/server" (server_path). */
   serverPath() {
     const user = encodeURIComponent(this.user);
     return this.serverName
@@ -59,7 +85,8 @@ export class ServiceAPI {
       : `api/users/${user}/server`;
   }
 
-  /** The path below which the server's forwarded APIs live ("api/users/alice"). */
+  /** The path below which the server's forwarded APIs live ("api/users/alice";
+   * executions_root). */
   forwardPath() {
     return this.serverName ? this.serverPath() : `api/users/${encodeURIComponent(this.user)}`;
   }
@@ -138,7 +165,7 @@ export class ServiceAPI {
   }
 
   execution(execId) {
-    return this.request("GET", `${this.forwardPath()}/executions/${encodeURIComponent(execId)}`);
+    return this.request("GET", `${this.forwardPath()}/executions/${encodeSegment(execId)}`);
   }
 
   run(form) {
@@ -146,17 +173,17 @@ export class ServiceAPI {
   }
 
   shutdown(execId) {
-    return this.request("POST", `${this.forwardPath()}/executions/${encodeURIComponent(execId)}`, {
+    return this.request("POST", `${this.forwardPath()}/executions/${encodeSegment(execId)}`, {
       form: { action: "shutdown" },
     });
   }
 
   remove(execId) {
-    return this.request("DELETE", `${this.forwardPath()}/executions/${encodeURIComponent(execId)}`);
+    return this.request("DELETE", `${this.forwardPath()}/executions/${encodeSegment(execId)}`);
   }
 
   progressURL(execId) {
-    return this.url(`${this.forwardPath()}/executions/${encodeURIComponent(execId)}/progress`, {
+    return this.url(`${this.forwardPath()}/executions/${encodeSegment(execId)}/progress`, {
       _xsrf: this.xsrf,
     });
   }

@@ -1,37 +1,11 @@
 // The live view of one execution over EventSource: a bar of code cells done/total, the running
-// cell's source, the last output of every finished cell, elapsed time and the final state.
+// cell's source and its output as it grows, the last output of every finished cell, elapsed
+// time and the final state.
 // The progress stream replays every event so far, so a reload picks a run up where it is.
 
-import { jsonEventSource } from "./api.js";
+import { EVENTS, jsonEventSource } from "./api.js";
+import { RunningOutput, renderOutput } from "./outputs.js";
 import { formatDuration, h, isRunning, labURL, showError, statusBadge } from "./ui.js";
-
-/** The last output of a cell as a DOM node (text, image or error), or null. */
-export function renderOutput(output) {
-  if (!output) return null;
-  if (output.output_type === "stream") {
-    return h("pre", { class: "nbexec-output" }, [].concat(output.text).join(""));
-  }
-  if (output.output_type === "error") {
-    return h("pre", { class: "nbexec-output nbexec-output-error" }, `${output.ename}: ${output.evalue}`);
-  }
-  const data = output.data || {};
-  for (const mime of ["image/png", "image/jpeg", "image/gif"]) {
-    if (data[mime]) {
-      const b64 = [].concat(data[mime]).join("").replace(/\s/g, "");
-      return h("img", { class: "nbexec-output-image", src: `data:${mime};base64,${b64}`, alt: "cell output image" });
-    }
-  }
-  if (data["image/svg+xml"]) {
-    const svg = [].concat(data["image/svg+xml"]).join("");
-    return h("img", {
-      class: "nbexec-output-image",
-      src: `data:image/svg+xml;charset=utf-8,${encodeURIComponent(svg)}`,
-      alt: "cell output image",
-    });
-  }
-  if (data["text/plain"]) return h("pre", { class: "nbexec-output" }, [].concat(data["text/plain"]).join(""));
-  return null;
-}
 
 function source(cell) {
   return cell ? [].concat(cell.source || "").join("") : "";
@@ -75,7 +49,14 @@ export class LiveView {
     this.counter = h("span", { class: "nbexec-live-counter" }, "waiting for the first cell");
     this.elapsed = h("span", { class: "nbexec-live-elapsed ms-auto" });
     this.current = h("pre", { class: "nbexec-source nbexec-live-current" });
-    this.currentBox = h("div", { class: "d-none mb-2" }, h("div", { class: "small fw-semibold" }, "Running cell"), this.current);
+    this.output = new RunningOutput();
+    this.currentBox = h(
+      "div",
+      { class: "d-none mb-2" },
+      h("div", { class: "small fw-semibold" }, "Running cell"),
+      this.current,
+      this.output.element,
+    );
     this.cells = h("ol", { class: "nbexec-cells list-unstyled mb-0" });
     this.errorBox = h("pre", { class: "alert alert-danger nbexec-live-error d-none mb-2" });
     this.outputLink = h("a", { class: "btn btn-sm btn-outline-primary d-none", target: "_blank", rel: "noopener" }, "Open output");
@@ -145,22 +126,26 @@ export class LiveView {
     if (event.execution) this.model = event.execution;
     if (event.execution && event.execution.started_at) this.startedAt = event.execution.started_at;
     switch (event.event) {
-      case "notebook_start":
+      case EVENTS.NOTEBOOK_START:
         this.setBadge(this.model.status || "initializing");
         break;
-      case "start":
+      case EVENTS.CELL_START:
         if (!this.startedAt) this.startedAt = event.timestamp;
         this.setBadge("executing");
         this.setProgress(event.progress, false);
         this.current.textContent = source(event.cell);
+        this.output.reset();
         this.currentBox.classList.remove("d-none");
         break;
-      case "end":
+      case EVENTS.OUTPUT:
+        this.output.apply(event);
+        break;
+      case EVENTS.CELL_END:
         this.setProgress(event.progress, true);
         this.addCell(event);
         break;
-      case "notebook_complete":
-      case "notebook_error":
+      case EVENTS.NOTEBOOK_COMPLETE:
+      case EVENTS.NOTEBOOK_ERROR:
         this.finish(event);
         break;
       default:
@@ -200,9 +185,10 @@ export class LiveView {
     this.finished = true;
     this.close();
     this.currentBox.classList.add("d-none");
+    this.output.reset(); // each cell's outputs are in the output notebook now
     if (this.model.completed_at) this.completedAt = this.model.completed_at;
     else this.completedAt = event.timestamp;
-    if (event.event === "notebook_error") {
+    if (event.event === EVENTS.NOTEBOOK_ERROR) {
       const status = this.model.status && this.model.status.startsWith("error") ? this.model.status : "error";
       this.setBadge(status);
       this.bar.classList.add("bg-danger");

@@ -1,0 +1,373 @@
+"""The server's side of kernel forking: the template process, its health, fork requests.
+
+``KernelTemplate`` starts ``fork_template.py`` with the server's Python and talks to it
+over a socket pair (the protocol is in that module's docstring). ``KernelForker`` is what
+the rest of the extension uses: it says whether a kernel launch can be forked, keeps one
+healthy template (replacing one that died or stopped answering), and is handed to the
+provisioner per kernel id. Every reason not to fork is logged once; the kernel is then
+spawned as usual.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import itertools
+import json
+import logging
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+TEMPLATE_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fork_template.py")
+
+#: environment variables whose effect is fixed when an interpreter starts: a kernel
+#: launched with values other than the template's is spawned instead
+STARTUP_VARIABLES = ("LD_PRELOAD", "LD_LIBRARY_PATH")
+
+
+class ForkUnavailable(Exception):
+    """This launch cannot be forked (the kernel is spawned instead); the text says why."""
+
+
+def startup_environment(env: dict[str, str]) -> dict[str, str]:
+    """The variables of ``env`` that act only when an interpreter starts."""
+    return {k: v for k, v in env.items() if k.startswith("PYTHON") or k in STARTUP_VARIABLES}
+
+
+def forking_supported() -> str | None:
+    """Why this system cannot fork kernels (None: it can)."""
+    if not sys.platform.startswith("linux"):
+        return f"kernels are forked on Linux only, not {sys.platform}"
+    if not hasattr(os, "pidfd_open") or not hasattr(signal, "pidfd_send_signal"):
+        return "this Python has no pidfd_open"
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError as exc:
+        return f"this Linux has no pidfd_open ({exc})"
+    return None
+
+
+def kernel_arguments(cmd: list[str]) -> list[str] | None:
+    """The arguments after ``-m`` when ``cmd`` runs this Python's ipykernel, else None."""
+    if len(cmd) < 3 or cmd[1] != "-m" or cmd[2] not in ("ipykernel_launcher", "ipykernel"):
+        return None
+    try:
+        same = os.path.samefile(cmd[0], sys.executable)
+    except OSError:
+        same = False
+    return list(cmd[2:]) if same else None
+
+
+class ForkedProcess:
+    """A forked kernel as ``subprocess.Popen`` shows a process, for the provisioner.
+
+    The kernel is the template's child, not the server's: its end is seen through a
+    pidfd (which never names another process, even once the pid is reused) and its exit
+    status comes from the template, which reaps it.
+    """
+
+    stdin = stdout = stderr = None
+
+    def __init__(self, pid: int, template: KernelTemplate) -> None:
+        self.pid = pid
+        self.template = template
+        self.returncode: int | None = None
+        try:
+            self.pidfd: int | None = os.pidfd_open(pid)
+        except ProcessLookupError:
+            self.pidfd = None
+            self.returncode = template.exit_status(pid, -signal.SIGKILL)
+
+    def poll(self) -> int | None:
+        """None while the kernel runs, else its exit code (-signal when killed)."""
+        if self.returncode is None and self.pidfd is not None:
+            readable, _, _ = select.select([self.pidfd], [], [], 0)
+            if readable:
+                self.returncode = self.template.exit_status(self.pid, -signal.SIGKILL)
+                self.close()
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        """The exit code; only called once ``poll`` said the kernel ended."""
+        if self.pidfd is not None:
+            select.select([self.pidfd], [], [], timeout)
+        code = self.poll()
+        if code is None:
+            raise subprocess.TimeoutExpired(str(self.pid), timeout or 0)
+        return code
+
+    def send_signal(self, signum: int) -> None:
+        if self.pidfd is None or self.poll() is not None:
+            # as the kernel's own pid would: callers tolerate ESRCH only
+            raise ProcessLookupError(errno.ESRCH, f"kernel process {self.pid} has ended")
+        signal.pidfd_send_signal(self.pidfd, signum)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def close(self) -> None:
+        pidfd, self.pidfd = self.pidfd, None
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+class KernelTemplate:
+    """One template process and the conversation with it."""
+
+    def __init__(self, log: logging.Logger, python: str = sys.executable) -> None:
+        self.log = log
+        self.python = python
+        self.process: subprocess.Popen[bytes] | None = None
+        self.pid: int | None = None
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._read_task: asyncio.Task[None] | None = None
+        self._waiting: dict[str, asyncio.Future[Any]] = {}
+        self._ids = itertools.count()
+        #: exit codes of ended children, by pid (kept until asked for)
+        self._exited: dict[int, int] = {}
+        #: the environment it started with (its interpreter's start-up variables)
+        self.environ: dict[str, str] = {}
+        self.closed = False
+
+    async def start(self, timeout: float) -> None:
+        """Start the template and wait until it has imported ipykernel."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.environ = dict(os.environ)
+        try:
+            # a session of its own: a Ctrl-C meant for the server does not reach it or
+            # its kernels (which start sessions of their own anyway)
+            self.process = subprocess.Popen(
+                [self.python, TEMPLATE_SCRIPT, str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env=self.environ,
+            )
+        finally:
+            theirs.close()
+        self.pid = self.process.pid
+        self._reader, self._writer = await asyncio.open_unix_connection(sock=ours)
+        try:
+            first = await asyncio.wait_for(self._reader.readline(), timeout)
+            message = json.loads(first) if first else {}
+        except Exception as exc:
+            await self.close()
+            raise ForkUnavailable(f"the kernel template did not start: {exc}") from None
+        if "ready" not in message:
+            await self.close()
+            raise ForkUnavailable(f"the kernel template failed: {message.get('failed', 'exited')}")
+        self._read_task = asyncio.ensure_future(self._read())
+
+    async def _read(self) -> None:
+        assert self._reader is not None
+        try:
+            while line := await self._reader.readline():
+                message = json.loads(line)
+                if "exited" in message:
+                    self._exited[message["exited"]] = message["status"]
+                    continue
+                key = message.get("forked", message.get("pong"))
+                future = self._waiting.pop(str(key), None)
+                if future is not None and not future.done():
+                    future.set_result(message)
+        except (ConnectionError, ValueError) as exc:
+            self.log.warning("nbexec: lost the kernel template: %s", exc)
+        finally:
+            self.closed = True
+            for future in self._waiting.values():
+                if not future.done():
+                    future.set_exception(ForkUnavailable("the kernel template went away"))
+            self._waiting.clear()
+
+    def alive(self) -> bool:
+        """Whether the process runs and the conversation is open."""
+        return (
+            not self.closed and self.process is not None and self.process.poll() is None
+        )
+
+    async def _ask(self, message: dict[str, Any], key: str, timeout: float) -> dict[str, Any]:
+        if not self.alive() or self._writer is None:
+            raise ForkUnavailable("the kernel template is not running")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting[key] = future
+        try:
+            self._writer.write(json.dumps(message).encode() + b"\n")
+            await self._writer.drain()
+            return await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            raise ForkUnavailable(f"the kernel template did not answer in {timeout:g} s") from None
+        except ConnectionError as exc:
+            raise ForkUnavailable(f"the kernel template went away: {exc}") from None
+        finally:
+            self._waiting.pop(key, None)
+
+    async def ping(self, timeout: float) -> None:
+        """Raise ForkUnavailable unless the template answers within ``timeout``."""
+        key = str(next(self._ids))
+        await self._ask({"ping": key}, key, timeout)
+
+    async def fork(
+        self, argv: list[str], env: dict[str, str], cwd: str, timeout: float
+    ) -> ForkedProcess:
+        """Fork a kernel running ``python -m <argv>`` in ``cwd`` with exactly ``env``."""
+        key = str(next(self._ids))
+        answer = await self._ask(
+            {"fork": key, "argv": argv, "env": env, "cwd": cwd}, key, timeout
+        )
+        return ForkedProcess(int(answer["pid"]), self)
+
+    def exit_status(self, pid: int, unknown: int) -> int:
+        """A child's exit code as the template reported it (``unknown`` when not yet)."""
+        return self._exited.pop(pid, unknown)
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """End the template (its socket closing is its signal); kill it if it lingers."""
+        self.closed = True
+        if self._writer is not None:
+            self._writer.close()
+            with contextlib.suppress(Exception):
+                await self._writer.wait_closed()
+        if self._read_task is not None:
+            self._read_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._read_task
+        process = self.process
+        if process is None:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while process.poll() is None and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        if process.poll() is None:
+            process.kill()
+            await asyncio.to_thread(process.wait)
+
+
+class KernelForker:
+    """Forks kernels for executions from a template it keeps healthy."""
+
+    def __init__(
+        self, log: logging.Logger, *, start_timeout: float = 60.0, answer_timeout: float = 5.0
+    ) -> None:
+        self.log = log
+        self.start_timeout = start_timeout
+        self.answer_timeout = answer_timeout
+        self.template: KernelTemplate | None = None
+        self._starting: asyncio.Task[KernelTemplate] | None = None
+        self._said: set[str] = set()
+        self.closed = False
+        self.unsupported = forking_supported()
+        #: seconds before a template that failed to start is tried again
+        self.retry_after = 30.0
+        self._failed_at = 0.0
+        self._had_template = False
+        #: how many kernels were forked
+        self.forks = 0
+
+    def say_once(self, reason: str) -> None:
+        """Log why a kernel was spawned instead of forked, once per reason."""
+        if reason not in self._said:
+            self._said.add(reason)
+            self.log.warning("nbexec: kernels are spawned instead of forked: %s", reason)
+
+    def _template_task(self) -> asyncio.Task[KernelTemplate]:
+        """The start of a template: the one under way, else a new one (not within
+        ``retry_after`` seconds of a failed one)."""
+        task = self._starting
+        if task is not None and task.done() and task.exception() is not None:
+            if time.monotonic() - self._failed_at < self.retry_after:
+                return task
+            task = None
+        if task is None:
+            task = self._starting = asyncio.ensure_future(self._start_template())
+        return task
+
+    async def _start_template(self) -> KernelTemplate:
+        template = KernelTemplate(self.log)
+        try:
+            await template.start(self.start_timeout)
+        except BaseException:
+            self._failed_at = time.monotonic()
+            raise
+        self.log.info("nbexec: kernel template started (pid %s)", template.pid)
+        if self.closed:
+            await template.close()
+            raise ForkUnavailable("the server is stopping")
+        self.template = template
+        self._had_template = True
+        return template
+
+    async def ready_template(self) -> KernelTemplate:
+        """The running template. Launches wait for the first one (it costs about what a
+        spawn does, and a server that runs nothing never starts one); a dead or sick one
+        is replaced in the background while launches fall back."""
+        if self.unsupported:
+            raise ForkUnavailable(self.unsupported)
+        if self.closed:
+            raise ForkUnavailable("the server is stopping")
+        template = self.template
+        if template is not None and not template.alive():
+            self.log.warning("nbexec: the kernel template died; starting a new one")
+            self._drop(template)
+        if self.template is not None:
+            return self.template
+        task = self._template_task()
+        if not self._had_template and not task.done():
+            return await asyncio.shield(task)
+        if task.done() and task.exception() is not None:
+            raise ForkUnavailable(str(task.exception()))
+        if task.done():
+            return task.result()
+        raise ForkUnavailable("the kernel template is starting")
+
+    def _drop(self, template: KernelTemplate) -> None:
+        """Forget a template and end it; the next launch starts a new one."""
+        if self.template is template:
+            self.template = None
+            self._starting = None
+        task = asyncio.ensure_future(template.close(timeout=0))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    async def fork(self, cmd: list[str], env: dict[str, str], cwd: str) -> ForkedProcess:
+        """Fork the kernel ``cmd`` would spawn, or raise ForkUnavailable saying why not."""
+        argv = kernel_arguments(cmd)
+        if argv is None:
+            raise ForkUnavailable(f"the kernel command is not this Python's ipykernel: {cmd[:3]}")
+        template = await self.ready_template()
+        if startup_environment(env) != startup_environment(template.environ):
+            raise ForkUnavailable(
+                "the kernel's environment sets interpreter start-up variables "
+                "(PYTHON*, LD_*) other than the server's"
+            )
+        try:
+            process = await template.fork(argv, env, cwd, self.answer_timeout)
+        except ForkUnavailable:
+            self.log.warning("nbexec: the kernel template does not answer; starting a new one")
+            self._drop(template)
+            self._template_task()
+            raise
+        self.forks += 1
+        return process
+
+    async def close(self) -> None:
+        """Stop the template (forked kernels end with it, as spawned ones with the server)."""
+        self.closed = True
+        starting, self._starting = self._starting, None
+        if starting is not None and not starting.done():
+            starting.cancel()
+            with contextlib.suppress(BaseException):
+                await starting
+        template, self.template = self.template, None
+        if template is not None:
+            await template.close()
