@@ -26,11 +26,11 @@ from realhub import RealHub
 #: spawns every kernel (no warm pool, no forking), "forked" forks them (no pool), "pool"
 #: keeps one warm spawned kernel (no forking); a default server has the defaults
 COLD_SERVER, FORKED_SERVER, POOL_SERVER = "cold", "forked", "pool"
-_EXT = "--ExecutionExtensionApp"
+_FORK, _POOL = "--ExecutionExtensionApp.fork_kernels", "--WarmKernelPool.warm_kernels"
 SERVER_ARGS = {
-    COLD_SERVER: [f"{_EXT}.warm_kernels={{}}", f"{_EXT}.fork_kernels=False"],
-    FORKED_SERVER: [f"{_EXT}.warm_kernels={{}}", f"{_EXT}.fork_kernels=True"],
-    POOL_SERVER: [f"{_EXT}.warm_kernels={{'python3': 1}}", f"{_EXT}.fork_kernels=False"],
+    COLD_SERVER: [f"{_POOL}={{}}", f"{_FORK}=False"],
+    FORKED_SERVER: [f"{_POOL}={{}}", f"{_FORK}=True"],
+    POOL_SERVER: [f"{_POOL}={{'python3': 1}}", f"{_FORK}=False"],
 }
 COLD_SERVER_HOOK = f"""
 _nbexec_bench_previous_hook = c.Spawner.pre_spawn_hook

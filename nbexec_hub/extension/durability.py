@@ -11,11 +11,13 @@ everything in memory, as the server did before.
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from collections import deque
 from typing import Any, Callable
+
+from traitlets import Float, Integer
+from traitlets.config import LoggingConfigurable
 
 from ..protocol import CELL_START, FINAL_EVENTS, NOTEBOOK_START, OUTPUT
 from .execution import Execution, now
@@ -27,25 +29,40 @@ INTERRUPTED = "interrupted: the server stopped"
 _RECORD_EVENTS = (NOTEBOOK_START, CELL_START, *FINAL_EVENTS)
 
 
-class ExecutionHistory:
-    """Persistence, restore and retention of executions, over a store or none."""
+class ExecutionHistory(LoggingConfigurable):
+    """Persistence, restore and retention of executions, over a store or none.
 
-    def __init__(
-        self,
-        store: ExecutionStore | None,
-        *,
-        root_dir: str,
-        max_age: float,
-        max_count: int,
-        logs_in_memory: int,
-        log: logging.Logger,
-    ) -> None:
+    Configured as ``c.ExecutionHistory.…`` (retention and memory); built with ``parent=``.
+    """
+
+    retention_max_age = Float(
+        30 * 24 * 3600.0,
+        help=(
+            "Seconds a finished execution is kept (record and event log; its output notebook "
+            "stays). 0: no age limit."
+        ),
+    ).tag(config=True)
+
+    retention_max_count = Integer(
+        1000,
+        help=(
+            "How many finished executions are kept at most; past it the oldest are forgotten. "
+            "0: no limit."
+        ),
+    ).tag(config=True)
+
+    logs_in_memory = Integer(
+        10,
+        help=(
+            "How many finished executions keep their event logs in memory too (the latest); "
+            "the others replay from the store. Without a store every log stays in memory."
+        ),
+    ).tag(config=True)
+
+    def __init__(self, store: ExecutionStore | None, *, root_dir: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.store = store
         self.root_dir = root_dir
-        self.max_age = max_age
-        self.max_count = max_count
-        self.logs_in_memory = logs_in_memory
-        self.log = log
         #: finished executions whose events are still in memory, oldest first
         self._recent: deque[Execution] = deque()
         #: the store listener of each tracked execution, by id
@@ -149,13 +166,13 @@ class ExecutionHistory:
         (the oldest first); running ones are never forgotten."""
         finished = [ex for ex in executions if ex.is_done]
         gone: list[Execution] = []
-        if self.max_age > 0:
-            limit = now() - self.max_age
+        if self.retention_max_age > 0:
+            limit = now() - self.retention_max_age
             gone = [ex for ex in finished if (ex.completed_at or ex.started_at or 0) < limit]
-        if self.max_count > 0:
+        if self.retention_max_count > 0:
             gone_ids = {ex.exec_id for ex in gone}
             keep = [ex for ex in finished if ex.exec_id not in gone_ids]
-            excess = len(keep) - self.max_count
+            excess = len(keep) - self.retention_max_count
             if excess > 0:
                 keep.sort(key=lambda ex: ex.completed_at or 0)
                 gone += keep[:excess]

@@ -8,7 +8,6 @@ forgets old ones. Handlers only parse requests and call it.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 from functools import partial
 from typing import Any, Callable
@@ -17,6 +16,8 @@ import nbformat
 from jupyter_client.kernelspec import NoSuchKernel
 from jupyter_core.utils import ensure_async
 from nbformat import NotebookNode
+from traitlets import Float, Integer, default
+from traitlets.config import LoggingConfigurable
 
 from ..errors import BadRequest, NotFound
 from ..protocol import NOTEBOOK_START
@@ -42,8 +43,58 @@ def read_notebook(os_path: str) -> NotebookNode:
     return nb
 
 
-class ExecutionManager:
-    """All executions of this server, and the one place that starts and stops them."""
+class ExecutionManager(LoggingConfigurable):
+    """All executions of this server, and the one place that starts and stops them.
+
+    Configured as ``c.ExecutionManager.…``; the extension app builds it with ``parent=``.
+    """
+
+    max_concurrent_executions = Integer(
+        help=(
+            "How many executions may run at once; the others wait in order as 'initializing'. "
+            "Default: twice the number of CPUs, at least 2."
+        ),
+    ).tag(config=True)
+
+    @default("max_concurrent_executions")
+    def _default_max_concurrent(self) -> int:
+        return max(2, 2 * (os.cpu_count() or 1))
+
+    max_events_per_execution = Integer(
+        10000,
+        help="How many progress events an execution keeps for replay (its first one always).",
+    ).tag(config=True)
+
+    kernel_start_attempts = Integer(
+        3,
+        help="How many fresh kernels to try when one dies before replying to kernel_info.",
+    ).tag(config=True)
+
+    kernel_startup_timeout = Float(
+        60.0,
+        help="Seconds to wait for a started kernel to reply to kernel_info.",
+    ).tag(config=True)
+
+    shutdown_timeout = Float(
+        15.0,
+        help="Seconds the server waits at shutdown for running executions to write their output.",
+    ).tag(config=True)
+
+    checkpoint_min_interval = Float(
+        2.0,
+        help=(
+            "While an execution runs its output notebook is rewritten after each cell, but at "
+            "most this often (seconds)."
+        ),
+    ).tag(config=True)
+
+    checkpoint_max_interval = Float(
+        30.0,
+        help=(
+            "During a long cell the output notebook is rewritten at least this often "
+            "(seconds), with the outputs so far. 0 turns checkpoints off."
+        ),
+    ).tag(config=True)
 
     def __init__(
         self,
@@ -52,24 +103,16 @@ class ExecutionManager:
         kernels: Any,
         kernel_spec_manager: Any,
         default_kernel_name: str,
-        max_concurrent: int,
-        max_events: int,
-        kernel_start_attempts: int,
-        kernel_startup_timeout: float,
-        log: logging.Logger,
         on_run: Callable[[], None] | None = None,
         history: ExecutionHistory | None = None,
-        checkpoint_intervals: tuple[float, float] = (2.0, 30.0),
+        **kwargs: Any,
     ) -> None:
+        super().__init__(**kwargs)
         self.root_dir = os.path.abspath(root_dir)
         self.kernels = kernels
         self.kernel_spec_manager = kernel_spec_manager
         self.default_kernel_name = default_kernel_name
-        self.limiter = FifoLimiter(max_concurrent)
-        self.max_events = max_events
-        self.kernel_start_attempts = kernel_start_attempts
-        self.kernel_startup_timeout = kernel_startup_timeout
-        self.log = log
+        self.limiter = FifoLimiter(self.max_concurrent_executions)
         #: called whenever an execution starts (the app keeps the server active with it)
         self.on_run = on_run
         self.executions: dict[str, Execution] = {}
@@ -79,14 +122,12 @@ class ExecutionManager:
         self._live: dict[str, Execution] = {}
         #: the store of records and logs, restore and retention (memory only without a store)
         self.history = history or ExecutionHistory(
-            None, root_dir=self.root_dir, max_age=0, max_count=0, logs_in_memory=0, log=log
+            None, root_dir=self.root_dir, parent=self, log=self.log, logs_in_memory=0
         )
-        #: (at most every, at least every) seconds, for rewriting running outputs
-        self.checkpoint_intervals = checkpoint_intervals
 
     def restore(self) -> None:
         """Bring back the executions of the store (start-up), then apply retention."""
-        for ex in self.history.restore(self.max_events):
+        for ex in self.history.restore(self.max_events_per_execution):
             self.executions[ex.exec_id] = ex
         self.apply_retention()
 
@@ -173,7 +214,7 @@ class ExecutionManager:
             overwrite=req.overwrite,
             jupyter_kernel=req.jupyter_kernel,
             cell_timeout=req.cell_timeout,
-            max_events=self.max_events,
+            max_events=self.max_events_per_execution,
         )
         self.executions[ex.exec_id] = ex
         self.history.track(ex, reserved)
@@ -226,9 +267,12 @@ class ExecutionManager:
         if have_slot:
             ex.mark_started()
         ex.emit(NOTEBOOK_START, execution=ex.model())
-        min_interval, max_interval = self.checkpoint_intervals
         checkpoints = Checkpointer(
-            nb, out_os_path, min_interval=min_interval, max_interval=max_interval, log=self.log
+            nb,
+            out_os_path,
+            min_interval=self.checkpoint_min_interval,
+            max_interval=self.checkpoint_max_interval,
+            log=self.log,
         )
         ex.listeners.append(checkpoints.on_event)
         runner = NotebookRunner(
@@ -309,9 +353,10 @@ class ExecutionManager:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def stop(self, timeout: float = 10.0) -> None:
-        """Server shutdown: stop every running execution, each writing its output; they end
-        as ``error: interrupted: the server stopped``, as after a crash (A.6)."""
+    async def stop(self) -> None:
+        """Server shutdown: stop every running execution, each writing its output, for at
+        most ``shutdown_timeout``; they end as ``error: interrupted: the server stopped``,
+        as after a crash (A.6)."""
         # also deleted ones, and those ended whose kernel is still being released
         running = list(self._live.values())
         if running:
@@ -321,7 +366,7 @@ class ExecutionManager:
             for ex in running
         ]
         if stops:
-            done, pending = await asyncio.wait(stops, timeout=timeout)
+            done, pending = await asyncio.wait(stops, timeout=self.shutdown_timeout)
             for task in pending:
                 task.cancel()
         await self.kernels.close()

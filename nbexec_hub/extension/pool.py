@@ -15,7 +15,6 @@ both channels), so that taking it costs no round trip but the preparation.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import time
 from collections import deque
@@ -23,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jupyter_core.utils import ensure_async
+from traitlets import Dict, Float, Integer, Unicode
+from traitlets.config import LoggingConfigurable
 
 from ..private_apis import adopt_kernel
 from .kernels import KernelLease, ServerKernels, connect_client, shutdown_now
@@ -72,20 +73,61 @@ def prepare_source(
     )
 
 
-class WarmKernelPool:
-    """Pre-started kernels per kernel name, with fresh kernels as the fallback."""
+class WarmKernelPool(LoggingConfigurable):
+    """Pre-started kernels per kernel name, with fresh kernels as the fallback.
 
-    def __init__(
-        self,
-        *,
-        fresh: ServerKernels,
-        sizes: dict[str, int],
-        max_total: int,
-        max_idle: float,
-        check_interval: float,
-        log: logging.Logger,
-        refill_delay: float = 1.0,
-    ) -> None:
+    Configured as ``c.WarmKernelPool.…``; the extension app builds it with ``parent=`` and
+    uses it only when ``sizes`` keeps some kernel name.
+    """
+
+    warm_kernels = Dict(
+        key_trait=Unicode(),
+        value_trait=Integer(),
+        default_value=None,
+        allow_none=True,
+        help=(
+            "How many pre-started (warm) kernels to keep per kernel name, e.g. "
+            "{'python3': 2}. None (the default): none when kernels are forked "
+            "(ExecutionExtensionApp.fork_kernels), else one for the server's default "
+            "kernel; {} disables the pool. Only Python kernels are pooled; each warm kernel "
+            "serves exactly one execution and is shut down after it."
+        ),
+    ).tag(config=True)
+
+    warm_kernels_max_total = Integer(
+        4,
+        help="At most this many warm kernels in all, whatever warm_kernels asks (memory).",
+    ).tag(config=True)
+
+    warm_kernel_max_idle = Float(
+        3600.0,
+        help=(
+            "Seconds an unused warm kernel may wait. After that it is shut down and the pool "
+            "of its name stays empty until executions come back, so an idle server holds none."
+        ),
+    ).tag(config=True)
+
+    warm_kernel_check_interval = Float(
+        5.0,
+        help="Seconds between checks that replace warm kernels that died while waiting.",
+    ).tag(config=True)
+
+    warm_kernel_start_delay = Float(
+        2.0,
+        help="Seconds after server start before the pool starts its kernels (start-up first).",
+    ).tag(config=True)
+
+    warm_kernel_refill_delay = Float(
+        1.0,
+        help=(
+            "A warm kernel taken by an execution is replaced when that execution ends, or "
+            "after this many seconds if it runs longer (so that starting the replacement "
+            "does not slow the execution down)."
+        ),
+    ).tag(config=True)
+
+    def __init__(self, *, fresh: ServerKernels, forked: bool, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.fresh = fresh
         server_mkm = fresh.mkm
         # same class and configuration as the server's manager, but a table of its own;
@@ -94,17 +136,13 @@ class WarmKernelPool:
         # under a hub is the user's home
         self.mkm = type(server_mkm)(
             parent=server_mkm.parent,
-            log=log,
+            log=self.log,
             kernel_spec_manager=server_mkm.kernel_spec_manager,
             root_dir=server_mkm.root_dir,
             connection_dir=server_mkm.connection_dir,
         )
         self.root_dir = server_mkm.root_dir
-        self.sizes = self._capped(sizes, max_total)
-        self.max_idle = max_idle
-        self.check_interval = check_interval
-        self.refill_delay = refill_delay
-        self.log = log
+        self.sizes = self._capped(self._python_sizes(forked), self.warm_kernels_max_total)
         self._ready: dict[str, deque[_Pooled]] = {name: deque() for name in self.sizes}
         self._filling: dict[str, int] = dict.fromkeys(self.sizes, 0)
         #: names whose kernels expired unused: refilled only once executions come back
@@ -115,6 +153,27 @@ class WarmKernelPool:
         self._watcher: asyncio.Task[None] | None = None
         self._closed = False
         self._changed = asyncio.Event()
+
+    def _python_sizes(self, forked: bool) -> dict[str, int]:
+        """The pool sizes asked for, keeping only installed Python kernels."""
+        asked = self.warm_kernels
+        if asked is None:  # forked kernels beat the pool unless runs come with pauses
+            asked = {} if forked else {self.fresh.mkm.default_kernel_name: 1}
+        sizes = {}
+        for name, size in asked.items():
+            if size <= 0:
+                continue
+            try:
+                spec = self.fresh.mkm.kernel_spec_manager.get_kernel_spec(name)
+            except Exception as exc:
+                self.log.warning("nbexec: no warm kernels for %r: %s", name, exc)
+                continue
+            language = getattr(spec, "language", "")
+            if not isinstance(language, str) or language.lower() != "python":
+                self.log.warning("nbexec: only Python kernels are kept warm, not %r", name)
+                continue
+            sizes[name] = size
+        return sizes
 
     @staticmethod
     def _capped(sizes: dict[str, int], max_total: int) -> dict[str, int]:
@@ -206,7 +265,8 @@ class WarmKernelPool:
             if kernel_id is not None:
                 await self._shutdown(kernel_id)
             self._filling[kernel_name] -= 1
-            await asyncio.sleep(self.check_interval)  # do not spin on a broken kernelspec
+            # do not spin on a broken kernelspec
+            await asyncio.sleep(self.warm_kernel_check_interval)
             self._fill(kernel_name)
             return
         self._filling[kernel_name] -= 1
@@ -221,10 +281,10 @@ class WarmKernelPool:
     async def _watch(self) -> None:
         """Replace pooled kernels that died; let those unused for too long go."""
         while not self._closed:
-            await asyncio.sleep(self.check_interval)
+            await asyncio.sleep(self.warm_kernel_check_interval)
             for name, queue in self._ready.items():
                 for pooled in list(queue):
-                    expired = time.monotonic() - pooled.started > self.max_idle
+                    expired = time.monotonic() - pooled.started > self.warm_kernel_max_idle
                     alive = await self._is_alive(pooled.kernel_id)
                     if expired or not alive:
                         if pooled in queue:
@@ -308,7 +368,7 @@ class WarmKernelPool:
 
     def _refill_later(self, kernel_name: str, kernel_id: str) -> None:
         """Refill once the execution that took ``kernel_id`` has ended, or after
-        ``refill_delay`` seconds if it runs longer.
+        ``warm_kernel_refill_delay`` seconds if it runs longer.
 
         Starting a kernel costs a few tenths of a CPU second: started at the moment of the
         take, the refill would compete with the very execution it was taken for (on two
@@ -316,7 +376,8 @@ class WarmKernelPool:
         refilled shortly, so concurrent requests keep finding warm kernels.
         """
         self._taken[kernel_id] = kernel_name
-        asyncio.get_running_loop().call_later(self.refill_delay, self._fill, kernel_name)
+        loop = asyncio.get_running_loop()
+        loop.call_later(self.warm_kernel_refill_delay, self._fill, kernel_name)
 
     async def discard(self, kernel_id: str) -> None:
         """Shut a kernel down after its one execution, wherever it came from."""

@@ -165,7 +165,7 @@ def test_a_killed_server_comes_back_with_its_executions(root: Path) -> None:
 
 def test_retention_by_count_and_by_age(root: Path) -> None:
     folder = store_path(root) / "executions"
-    with jupyter_server(root, "--ExecutionExtensionApp.retention_max_count=2") as server:
+    with jupyter_server(root, "--ExecutionHistory.retention_max_count=2") as server:
         ids = [run(server, "quick.ipynb")[0]["execution"]["exec_id"] for _ in range(3)]
         wait_for(lambda: [m["exec_id"] for m in listing(server)] == ids[1:], "count retention")
         wait_for(lambda: sorted(p.name for p in folder.iterdir())
@@ -178,7 +178,7 @@ def test_retention_by_count_and_by_age(root: Path) -> None:
         assert [m["exec_id"] for m in listing(server)] == ids[2:]
         wait_for(lambda: not (folder / f"{ids[1]}.log").exists(), "the deletion in the store")
     time.sleep(1.5)
-    with jupyter_server(root, "--ExecutionExtensionApp.retention_max_age=1") as server:
+    with jupyter_server(root, "--ExecutionHistory.retention_max_age=1") as server:
         assert listing(server) == []  # older than a second: forgotten at start-up
         wait_for(lambda: not list(folder.iterdir()), "the store emptied")
 

@@ -14,12 +14,18 @@ WARM_POOL_OF_ONE = {
 }
 
 
-def server_config(**extension_traits) -> dict:
-    """A ``jp_server_config``: the extension enabled, four runs at once, these traits."""
-    return {
+def server_config(**traits) -> dict:
+    """A ``jp_server_config``: the extension enabled, four runs at once, these traits, each
+    in the section of the class that owns it (the app, the manager, the pool, the history)."""
+    from nbexec_hub.extension.app import MOVED_TRAITS
+
+    config: dict = {
         "ServerApp": {"jpserver_extensions": {"nbexec_hub": True}},
-        "ExecutionExtensionApp": {"max_concurrent_executions": 4, **extension_traits},
+        "ExecutionManager": {"max_concurrent_executions": 4},
     }
+    for name, value in traits.items():
+        config.setdefault(MOVED_TRAITS.get(name, "ExecutionExtensionApp"), {})[name] = value
+    return config
 
 
 async def wait_for_event(execution, name: str, predicate=lambda event: True, timeout=60.0):

@@ -96,7 +96,7 @@ async def test_a_pooled_kernel_killed_while_idle_is_replaced(run, pool):
 
 
 async def test_a_dead_pooled_kernel_is_never_handed_out(run, pool, manager):
-    pool.check_interval = 3600  # the watcher will not notice: the take must
+    pool.warm_kernel_check_interval = 3600  # the watcher will not notice: the take must
     [first] = [p.kernel_id for p in pool._ready["python3"]]
     os.kill(pooled_pid(pool, first), signal.SIGKILL)
     for _ in range(50):
@@ -134,13 +134,13 @@ async def test_the_pool_drains_at_shutdown(pool, jp_serverapp):
 
 
 async def test_unused_warm_kernels_expire_and_come_back_with_use(run, pool):
-    pool.max_idle = 0.1
+    pool.warm_kernel_max_idle = 0.1
     for _ in range(100):
         if pool.ready_count("python3") == 0 and not pool.mkm.list_kernel_ids():
             break
         await asyncio.sleep(0.1)
     assert pool.ready_count("python3") == 0 and pool.mkm.list_kernel_ids() == []
-    pool.max_idle = 3600
+    pool.warm_kernel_max_idle = 3600
     events = await run(chunked=True, notebook="noparams.ipynb")
     assert events[-1]["execution"]["warm_kernel"] is False
     await pool.wait_ready("python3", 1)
@@ -149,14 +149,10 @@ async def test_unused_warm_kernels_expire_and_come_back_with_use(run, pool):
 async def test_which_kernels_are_pooled(jp_serverapp, fake_kernelspec, pool):
     [app] = jp_serverapp.extension_manager.extension_apps["nbexec_hub"]
     assert app.pool is pool
-    app.warm_kernels = None  # the default: none when kernels are forked, else one
-    assert app._python_pool_sizes() == ({} if app.forker is not None else {"python3": 1})
-    forker, app.forker = app.forker, None
-    try:
-        assert app._python_pool_sizes() == {jp_serverapp.kernel_manager.default_kernel_name: 1}
-    finally:
-        app.forker = forker
-    app.warm_kernels = {"python3": 0, fake_kernelspec: 2, "not-installed": 1}
-    assert app._python_pool_sizes() == {}  # size 0, non-Python, unknown: none pooled
+    pool.warm_kernels = None  # the default: none when kernels are forked, else one
+    assert pool._python_sizes(forked=True) == {}
+    assert pool._python_sizes(forked=False) == {jp_serverapp.kernel_manager.default_kernel_name: 1}
+    pool.warm_kernels = {"python3": 0, fake_kernelspec: 2, "not-installed": 1}
+    assert pool._python_sizes(forked=False) == {}  # size 0, non-Python, unknown: none pooled
     assert WarmKernelPool._capped({"a": 3, "b": 3}, 4) == {"a": 3, "b": 1}
 

@@ -104,8 +104,8 @@ async def test_a_running_execution_ends_interrupted_once(tmp_path):
     (folder / "r.json").write_text(json.dumps({"model": running, "next_seq": 1, "created": 1}))
     (folder / "r.log").write_text('{"seq":0,"event":{"event":"notebook_start"}}\n'
                                   '{"seq":1,"event":{"event":"start"}}\n')
-    history = ExecutionHistory(store, root_dir=str(tmp_path), max_age=0, max_count=0,
-                               logs_in_memory=0, log=log)
+    history = ExecutionHistory(store, root_dir=str(tmp_path), retention_max_age=0,
+                               retention_max_count=0, logs_in_memory=0, log=log)
     [ex] = history.restore(100)
     await history.close()
     assert ex.status == "error: interrupted: the server stopped" and ex.next_seq == 3
@@ -116,8 +116,8 @@ async def test_a_running_execution_ends_interrupted_once(tmp_path):
     assert final["execution"]["status"] == ex.status
     # the next start finds it ended: nothing is added
     store = ExecutionStore.open(str(tmp_path), log)
-    again = ExecutionHistory(store, root_dir=str(tmp_path), max_age=0, max_count=0,
-                             logs_in_memory=0, log=log)
+    again = ExecutionHistory(store, root_dir=str(tmp_path), retention_max_age=0,
+                             retention_max_count=0, logs_in_memory=0, log=log)
     [ex] = again.restore(100)
     await again.close()
     assert ex.next_seq == 3 and ex.status == "error: interrupted: the server stopped"
@@ -137,8 +137,8 @@ def test_retention_by_age_and_count(monkeypatch):
     executions.append(running)
 
     def expired(max_age: float, max_count: int) -> list[str]:
-        history = ExecutionHistory(None, root_dir="/", max_age=max_age, max_count=max_count,
-                                   logs_in_memory=0, log=log)
+        history = ExecutionHistory(None, root_dir="/", retention_max_age=max_age,
+                                   retention_max_count=max_count, logs_in_memory=0, log=log)
         return sorted(ex.exec_id for ex in history.expired(executions))
 
     assert expired(0, 0) == []
@@ -164,8 +164,8 @@ async def test_a_record_that_does_not_load_is_skipped(tmp_path, caplog):
     broken = {"exec_id": "broken", "status": "completed"}  # no path
     (tmp_path / "executions" / "broken.json").write_text(json.dumps({"model": broken}))
     (tmp_path / "executions" / "fine.json").write_text(json.dumps({"model": model("fine")}))
-    history = ExecutionHistory(store, root_dir=str(tmp_path), max_age=0, max_count=0,
-                               logs_in_memory=0, log=log)
+    history = ExecutionHistory(store, root_dir=str(tmp_path), retention_max_age=0,
+                               retention_max_count=0, logs_in_memory=0, log=log)
     assert [ex.exec_id for ex in history.restore(100)] == ["fine"]
     await history.close()
     assert "does not load" in caplog.text
