@@ -31,7 +31,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check nbexec_hub tests benchmarks
 
 bench: $(STAMP) $(CHP)
-	$(PY) benchmarks/run_all.py
+	$(PY) -m benchmarks.run_all
 
 clean:
 	rm -rf $(VENV) node_modules build *.egg-info

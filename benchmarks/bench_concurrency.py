@@ -4,6 +4,8 @@ Every execution is a chunked POST read to its final event; a failure is anything
 202 ending in ``notebook_complete``. Prints completed and failed counts, total wall time
 and executions per minute, once per source of kernels (each user's named server of that
 kind, hubenv.SERVER_ARGS): forked from the template, the warm pool, spawned (cold).
+
+Run alone, from the repository root: ``python -m benchmarks.bench_concurrency``.
 """
 
 from __future__ import annotations
@@ -12,15 +14,11 @@ import asyncio
 import json
 import sys
 import time
-from pathlib import Path
 from urllib.parse import urlencode
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import common  # noqa: E402
-import hubenv  # noqa: E402
+from benchmarks import common, hubenv
 
 NAME = "concurrency"
 

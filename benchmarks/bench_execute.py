@@ -7,6 +7,8 @@ template (no pool), the warm pool of one spawned kernel (no forking), and spawne
 Prints median and p90, each one's speed-up over papermill's median, and how many runs got
 a warm kernel. Runs follow each other with no pause, as a script looping over parameters
 does; ``BENCH_PAUSE=1.5`` leaves a pause between runs (the warm pool refills during it).
+
+Run alone, from the repository root: ``python -m benchmarks.bench_execute``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -24,10 +25,7 @@ from pathlib import Path
 import nbformat
 import requests
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import common  # noqa: E402
-import hubenv  # noqa: E402
+from benchmarks import common, hubenv
 
 NAME = "execute"
 

@@ -1,12 +1,12 @@
 """What hostile loads cost the hub service and the other users (issue 11, CONTRACT B.4 "Bounds").
 
-Each load of issue 11 runs on a private real hub (tests/realhub.py) where bob's server is
-hostile (tests/hostile_server.py) and alice's is ordinary. For each load: the service's RSS
-before it, at its peak (sampled every 50 ms) and 2 s after it ended; the CPU time it used
-during the load (user + system: the work that holds up its one event loop); and alice's
-``GET …/users/alice/executions`` made one after another (0.05 s apart, on her kept-alive
-session, as the Python client does) for as long as the load lasts: median and max. The
-first row is the same with no load.
+Each load of issue 11 runs on a private real hub (tests/support/realhub.py) where bob's
+server is hostile (tests/support/hostile_server.py) and alice's is ordinary. For each load:
+the service's RSS before it, at its peak (sampled every 50 ms) and 2 s after it ended; the
+CPU time it used during the load (user + system: the work that holds up its one event
+loop); and alice's ``GET …/users/alice/executions`` made one after another (0.05 s apart,
+on her kept-alive session, as the Python client does) for as long as the load lasts:
+median and max. The first row is the same with no load.
 
 1. three unauthenticated ``POST …/alice/executions`` announcing ``Content-Length:
    99614720`` and sending their bodies until the connection closes (``answered_s``: the
@@ -26,6 +26,8 @@ first row is the same with no load.
 
 ``failed`` counts alice's requests that were not answered 200 (and loads that crashed).
 ``BENCH_QUICK=1`` shortens the baseline and the held loads; the loads are the same.
+
+Run alone, from the repository root: ``python -m benchmarks.bench_hostile``.
 """
 
 from __future__ import annotations
@@ -38,19 +40,16 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Self
 
 import psutil
 import requests
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import common  # noqa: E402  (puts tests/ on sys.path)
-from hostile_server import hostile_hub, service_process  # noqa: E402
-from rawhttp import connect, read_status, service_request  # noqa: E402
-from realhub import RealHub  # noqa: E402
-from service_calls import executions_path  # noqa: E402
+from benchmarks import common
+from benchmarks.rawhttp import connect, read_status, service_request
+from tests.support.hostile_server import hostile_hub, service_process
+from tests.support.realhub import RealHub
+from tests.support.service_calls import executions_path
 
 NAME = "hostile"
 MB = 1024 * 1024

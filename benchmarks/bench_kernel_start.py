@@ -5,6 +5,8 @@ asking for a kernel to its kernel_info reply on both channels (``connect_client`
 back with no pause (each kernel shut down before the next is asked for), then the unique
 memory (USS, psutil) of a few kernels of each kind alive at once, and the template's own.
 The template's start is not in the forked figures (it happens once, at the first run).
+
+Run alone, from the repository root: ``python -m benchmarks.bench_kernel_start``.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ import statistics
 import tempfile
 import time
 
-import common
 import psutil
 from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
 
+from benchmarks import common
 from nbexec_hub.extension.forking import KernelForker
 from nbexec_hub.extension.kernels import ServerKernels, connect_client
 from nbexec_hub.extension.provisioner import make_default_provisioner

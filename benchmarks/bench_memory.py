@@ -6,12 +6,13 @@ after all of them: with the execution store (the default: finished executions' e
 leave memory and replay from disk) and, for comparison, with ``store_path = ""`` (every
 log stays in memory, as before the store). Also prints the store's size on disk.
 ``BENCH_QUICK=1`` runs 60 executions instead.
+
+Run alone, from the repository root: ``python -m benchmarks.bench_memory``.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -21,10 +22,8 @@ import nbformat
 import psutil
 import requests
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import common  # noqa: E402
-from servers import JupyterServer, store_path  # noqa: E402
+from benchmarks import common
+from tests.support.servers import JupyterServer, store_path
 
 NAME = "memory"
 FIRST = 10

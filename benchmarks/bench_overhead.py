@@ -4,22 +4,19 @@ Both paths go through configurable-http-proxy; the service path adds the service
 authentication, its readiness lookup and one more proxy hop. Measured one request at a
 time on kept-alive connections: ``GET …/executions/<id>``, and the first event of a
 chunked ``POST …/executions``.
+
+Run alone, from the repository root: ``python -m benchmarks.bench_overhead``.
 """
 
 from __future__ import annotations
 
 import json
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import requests
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import common  # noqa: E402
-import hubenv  # noqa: E402
+from benchmarks import common, hubenv
 
 NAME = "overhead"
 

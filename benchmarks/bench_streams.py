@@ -4,6 +4,8 @@ The notebook's first cell waits for a file to appear, so every reader is connect
 the measured events happen; then each cell sleeps briefly. For each such event: the delay
 from its ``timestamp`` (set by the extension when the event is made) to its arrival at the
 last reader. Also the service process's peak RSS while the readers are connected.
+
+Run alone, from the repository root: ``python -m benchmarks.bench_streams``.
 """
 
 from __future__ import annotations
@@ -14,18 +16,14 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from pathlib import Path
 
 import nbformat
 import psutil
 import requests
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import common  # noqa: E402
-import hubenv  # noqa: E402
-from service_calls import SSEChunkDecoder  # noqa: E402  (tests/ is on sys.path via common)
+from benchmarks import common, hubenv
+from tests.support.service_calls import SSEChunkDecoder
 
 NAME = "streams"
 GO_FILE = "bench-streams-go"

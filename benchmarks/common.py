@@ -1,6 +1,7 @@
 """Shared helpers of the benchmark scripts: run counts, statistics, notebooks, a Jupyter server.
 
-`jupyter_server` (a ``jupyter server`` subprocess on a free port) comes from tests/servers.py.
+`jupyter_server` (a ``jupyter server`` subprocess on a free port) comes from
+tests/support/servers.py.
 
 Benchmarks are scripts, never tests: each measures and prints, none asserts a time.
 ``BENCH_QUICK=1`` shrinks every run count so CI can check that the scripts still work.
@@ -21,11 +22,10 @@ from typing import Any
 
 import nbformat
 
-REPO = Path(__file__).resolve().parent.parent
 # the tests' server helpers: a `jupyter server` subprocess started the same way as in tests
-sys.path.insert(0, str(REPO / "tests"))
+from tests.support.servers import jupyter_server  # noqa: F401  (bench_execute uses it)
 
-from servers import jupyter_server  # noqa: E402,F401  (bench_execute uses common.jupyter_server)
+REPO = Path(__file__).resolve().parent.parent
 
 #: the interpreter of the project's venv (benchmarks start servers with it)
 PYTHON = sys.executable

@@ -1,4 +1,4 @@
-"""A real JupyterHub for the benchmarks, started with the test suite's `RealHub` (tests/realhub.py).
+"""A real JupyterHub for the benchmarks: the test suite's `RealHub` (tests/support/realhub.py).
 
 That is the hub the tests use: a `jupyterhub` subprocess on free ports with the admin config
 from ``hub_config/``, the real configurable-http-proxy from node_modules, the managed service
@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import common  # puts tests/ on sys.path, for realhub
 import nbformat
-from realhub import RealHub
+
+from benchmarks import common
+from tests.support.realhub import RealHub
 
 #: named servers with the extension's kernel sources chosen (for comparisons): "cold"
 #: spawns every kernel (no warm pool, no forking), "forked" forks them (no pool), "pool"

@@ -6,8 +6,7 @@ from __future__ import annotations
 import socket
 from urllib.parse import urlparse
 
-import common  # noqa: F401  (puts tests/ on sys.path, for realhub)
-from realhub import RealHub
+from tests.support.realhub import RealHub
 
 
 def connect(hub: RealHub, rcvbuf: int | None = None, *, port: int | None = None) -> socket.socket:

@@ -1,5 +1,7 @@
 """Run every benchmark against one real hub and print one table (``make bench``).
 
+From the repository root: ``python -m benchmarks.run_all`` (what ``make bench`` runs).
+
 ``BENCH_QUICK=1`` is the short mode CI runs to keep the scripts working; ``BENCH_ONLY=a,b``
 runs a subset (names: kernel_start, execute, overhead, concurrency, streams, memory,
 hostile). Exits non-zero when a benchmark crashed or reported failures, after printing
@@ -12,19 +14,18 @@ import os
 import sys
 import time
 import traceback
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import bench_concurrency  # noqa: E402
-import bench_execute  # noqa: E402
-import bench_hostile  # noqa: E402
-import bench_kernel_start  # noqa: E402
-import bench_memory  # noqa: E402
-import bench_overhead  # noqa: E402
-import bench_streams  # noqa: E402
-import common  # noqa: E402
-import hubenv  # noqa: E402
+from benchmarks import (
+    bench_concurrency,
+    bench_execute,
+    bench_hostile,
+    bench_kernel_start,
+    bench_memory,
+    bench_overhead,
+    bench_streams,
+    common,
+    hubenv,
+)
 
 BENCHMARKS = {
     "kernel_start": bench_kernel_start,

@@ -1,3 +1,3 @@
 """Shared pytest configuration: plugins every test folder may use."""
 
-pytest_plugins = ["realhub"]
+pytest_plugins = ["tests.support.realhub"]

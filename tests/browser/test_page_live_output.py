@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from realhub import tiny_notebook
 from test_page_run import live_card, png_b64, start_run
+
+from tests.support.realhub import tiny_notebook
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import nbformat
 import pytest
 import requests
-from realhub import tiny_notebook
+
+from tests.support.realhub import tiny_notebook
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

@@ -11,10 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import servers
-from servers import JupyterServer
 
 from nbexec_hub.client import NbexecClient
+from tests.support import servers
+from tests.support.servers import JupyterServer
 
 FILES = Path(__file__).parent / "files"
 

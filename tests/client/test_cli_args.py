@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import requests
-from servers import free_port
 
 from nbexec_hub.cli import main
 from nbexec_hub.cli.parser import (
@@ -24,6 +23,7 @@ from nbexec_hub.cli.parser import (
     make_client,
 )
 from nbexec_hub.client import iter_stream_events
+from tests.support.servers import free_port
 
 SUBCOMMANDS = ["run", "list", "show", "progress", "shutdown", "delete", "status", "parameters"]
 

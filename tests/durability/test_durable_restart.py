@@ -18,8 +18,9 @@ from typing import Any
 import nbformat
 import pytest
 import requests
-from servers import JupyterServer, jupyter_server, store_path
-from service_calls import ndjson_events, sse_events
+
+from tests.support.servers import JupyterServer, jupyter_server, store_path
+from tests.support.service_calls import ndjson_events, sse_events
 
 INTERRUPTED = "error: interrupted: the server stopped"
 

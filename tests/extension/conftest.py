@@ -13,8 +13,9 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-from ext_helpers import server_config
 from pytest_jupyter.jupyter_server import *  # noqa: F403
+
+from tests.support.ext_helpers import server_config
 
 FILES = Path(__file__).parent.parent / "files"
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from ext_helpers import server_config, settle
 from jupyter_server.auth import Authorizer
 
 from nbexec_hub.extension.request import parse_run_request
+from tests.support.ext_helpers import server_config, settle
 
 
 class ReadOnlyAuthorizer(Authorizer):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from ext_helpers import wait_done
+
+from tests.support.ext_helpers import wait_done
 
 
 @pytest.mark.parametrize(

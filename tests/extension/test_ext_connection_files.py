@@ -14,10 +14,10 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from ext_helpers import WARM_POOL_OF_ONE, server_config, settle, stream_text
 from jupyter_client.multikernelmanager import AsyncMultiKernelManager
 
 from nbexec_hub.extension.kernels import ServerKernels
+from tests.support.ext_helpers import WARM_POOL_OF_ONE, server_config, settle, stream_text
 
 PROBE = (
     "import os, json\n"

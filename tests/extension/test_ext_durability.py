@@ -14,7 +14,8 @@ import time
 
 import nbformat
 import pytest
-from ext_helpers import (
+
+from tests.support.ext_helpers import (
     WARM_POOL_OF_ONE,
     read_json,
     server_config,

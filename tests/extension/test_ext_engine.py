@@ -7,7 +7,14 @@ import json
 import os
 import signal
 
-from ext_helpers import kernel_pid, read_json, settle, stream_text, wait_done, wait_for_event
+from tests.support.ext_helpers import (
+    kernel_pid,
+    read_json,
+    settle,
+    stream_text,
+    wait_done,
+    wait_for_event,
+)
 
 
 async def test_parameters_are_converted_to_the_declared_types(run, jp_root_dir):

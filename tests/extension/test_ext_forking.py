@@ -12,7 +12,9 @@ import signal
 
 import nbformat
 import pytest
-from ext_helpers import (
+
+from nbexec_hub.extension.forking import kernel_arguments
+from tests.support.ext_helpers import (
     kernel_pid,
     read_json,
     server_config,
@@ -21,8 +23,6 @@ from ext_helpers import (
     wait_done,
     wait_for_event,
 )
-
-from nbexec_hub.extension.forking import kernel_arguments
 
 pytestmark = pytest.mark.skipif(
     not os.path.exists("/proc/self"), reason="kernels are forked on Linux only"

@@ -9,7 +9,14 @@ import signal
 import weakref
 from datetime import datetime, timedelta, timezone
 
-from ext_helpers import kernel_pid, read_json, settle, stream_text, wait_done, wait_for_event
+from tests.support.ext_helpers import (
+    kernel_pid,
+    read_json,
+    settle,
+    stream_text,
+    wait_done,
+    wait_for_event,
+)
 
 
 async def test_fifty_concurrent_runs_all_complete(run, manager, jp_root_dir):

@@ -7,9 +7,9 @@ import json
 import time
 
 import nbformat
-from ext_helpers import read_json, stream_text
 
 from nbexec_hub.extension.live_output import OutputEvents
+from tests.support.ext_helpers import read_json, stream_text
 
 CHUNKED = {"X-Response-Encoding": "chunked"}
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 import pytest
-from ext_helpers import WARM_POOL_OF_ONE, server_config, wait_done, wait_for_event
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.ext_helpers import WARM_POOL_OF_ONE, server_config, wait_done, wait_for_event
 
 #: a parameter value that must never show in the metrics
 SECRET_VALUE = "zebra-quokka-7"

@@ -7,9 +7,15 @@ import os
 import signal
 
 import pytest
-from ext_helpers import WARM_POOL_OF_ONE, read_json, server_config, stream_text, wait_done
 
 from nbexec_hub.extension.pool import WarmKernelPool
+from tests.support.ext_helpers import (
+    WARM_POOL_OF_ONE,
+    read_json,
+    server_config,
+    stream_text,
+    wait_done,
+)
 
 
 @pytest.fixture

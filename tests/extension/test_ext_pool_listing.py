@@ -7,7 +7,14 @@ import asyncio
 import json
 
 import pytest
-from ext_helpers import WARM_POOL_OF_ONE, kernel_pid, server_config, wait_done, wait_for_event
+
+from tests.support.ext_helpers import (
+    WARM_POOL_OF_ONE,
+    kernel_pid,
+    server_config,
+    wait_done,
+    wait_for_event,
+)
 
 
 @pytest.fixture

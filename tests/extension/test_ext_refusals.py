@@ -10,10 +10,10 @@ import json
 from pathlib import Path
 
 import pytest
-from ext_helpers import server_config, settle
 
 from nbexec_hub.errors import BadRequest
 from nbexec_hub.extension.request import parse_json_body, parse_run_request
+from tests.support.ext_helpers import server_config, settle
 
 FILES = Path(__file__).parent.parent / "files"
 

@@ -6,7 +6,8 @@ import json
 import os
 
 import pytest
-from ext_helpers import read_json, wait_done, wait_for_event
+
+from tests.support.ext_helpers import read_json, wait_done, wait_for_event
 
 MODEL_KEYS = [
     "exec_id", "path", "params", "output_path", "overwrite", "jupyter_kernel", "cell_timeout",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from ext_helpers import wait_done, wait_for_event
+from tests.support.ext_helpers import wait_done, wait_for_event
 
 SSE_HEADERS = {"Accept": "text/event-stream"}
 

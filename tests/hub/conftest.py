@@ -1,12 +1,13 @@
-"""Fixtures of the hub-service tests (the hub itself comes from tests/realhub.py)."""
+"""Fixtures of the hub-service tests (the hub itself comes from tests/support/realhub.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
-from realhub import RealHub, slow_notebook
-from service_calls import Service
+
+from tests.support.realhub import RealHub, slow_notebook
+from tests.support.service_calls import Service
 
 
 @pytest.fixture

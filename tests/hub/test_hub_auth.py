@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 import requests
-from realhub import RealHub
-from service_calls import Service, executions_path
+
+from tests.support.realhub import RealHub
+from tests.support.service_calls import Service, executions_path
 
 
 def test_no_token_is_401_json(realhub: RealHub) -> None:

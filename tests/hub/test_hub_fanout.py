@@ -12,7 +12,6 @@ import asyncio
 import json
 from typing import Any
 
-from servers import free_port
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient
 from tornado.httpserver import HTTPServer
@@ -22,6 +21,7 @@ from nbexec_hub.service.fanout import gather_executions, users_reached
 from nbexec_hub.service.forward import Forwarder
 from nbexec_hub.service.hubclient import status_model
 from nbexec_hub.service.tokens import ServerTokens
+from tests.support.servers import free_port
 
 
 class _Executions(web.RequestHandler):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from realhub import RealHub
-from service_calls import Service, executions_path
+from tests.support.realhub import RealHub
+from tests.support.service_calls import Service, executions_path
 
 EXECS = executions_path("alice")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import time
 
-from realhub import slow_notebook
-from service_calls import Service, executions_path
+from tests.support.realhub import slow_notebook
+from tests.support.service_calls import Service, executions_path
 
 
 def test_keepalive_comments_during_a_quiet_cell(realhub_factory) -> None:  # type: ignore[no-untyped-def]

@@ -3,7 +3,7 @@ connection or an HTML page."""
 
 from __future__ import annotations
 
-from service_calls import Service, executions_path
+from tests.support.service_calls import Service, executions_path
 
 
 def test_body_over_the_limit_is_413_json(realhub_factory) -> None:  # type: ignore[no-untyped-def]

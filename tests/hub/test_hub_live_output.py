@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import time
 
-from realhub import RealHub, ticking_notebook
-from service_calls import Service, executions_path, ndjson_events, sse_events, sse_messages
+from tests.support.realhub import RealHub, ticking_notebook
+from tests.support.service_calls import (
+    Service,
+    executions_path,
+    ndjson_events,
+    sse_events,
+    sse_messages,
+)
 
 EXECS = executions_path("alice")
 TICKS = "".join(f"tick {i}\n" for i in range(5))

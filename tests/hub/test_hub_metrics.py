@@ -14,8 +14,9 @@ import nbformat
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
-from realhub import RealHub, slow_notebook
-from service_calls import Service, executions_path, ndjson_events, sse_messages
+
+from tests.support.realhub import RealHub, slow_notebook
+from tests.support.service_calls import Service, executions_path, ndjson_events, sse_messages
 
 #: a parameter value that must never show in the metrics
 SECRET_VALUE = "okapi-marmot-31"

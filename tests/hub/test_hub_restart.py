@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import requests
-from realhub import slow_notebook
-from service_calls import Service, executions_path
+
+from tests.support.realhub import slow_notebook
+from tests.support.service_calls import Service, executions_path
 
 
 def test_hub_restart_during_an_execution(realhub_factory) -> None:  # type: ignore[no-untyped-def]

@@ -10,10 +10,11 @@ import asyncio
 import json
 import time
 
-from realhub import RealHub, slow_notebook
-from service_calls import Service, executions_path, sse_events
 from tornado.httpclient import HTTPRequest
 from tornado.simple_httpclient import SimpleAsyncHTTPClient
+
+from tests.support.realhub import RealHub, slow_notebook
+from tests.support.service_calls import Service, executions_path, sse_events
 
 READERS = 200
 

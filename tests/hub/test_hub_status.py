@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 
 import requests
-from realhub import RealHub
-from service_calls import Service, sse_events
+
+from tests.support.realhub import RealHub
+from tests.support.service_calls import Service, sse_events
 
 
 def test_status_stopped(alice: Service, alice_stopped: None) -> None:

@@ -6,8 +6,9 @@ import json
 import time
 
 import requests
-from realhub import RealHub, slow_notebook
-from service_calls import Service, executions_path, ndjson_events, sse_events
+
+from tests.support.realhub import RealHub, slow_notebook
+from tests.support.service_calls import Service, executions_path, ndjson_events, sse_events
 
 EXECS = executions_path("alice")
 

@@ -6,11 +6,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from realhub import RealHub
-from service_calls import Service, executions_path
-
 from nbexec_hub import errors
 from nbexec_hub.service.tokens import ServerTokens, server_scope
+from tests.support.realhub import RealHub
+from tests.support.service_calls import Service, executions_path
 
 
 class _Hub:

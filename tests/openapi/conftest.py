@@ -11,10 +11,11 @@ from typing import Any
 
 import nbformat
 import pytest
-from openapi_helpers import load_spec
-from realhub import tiny_notebook
-from servers import JupyterServer
-from servers import jupyter_server as start_jupyter_server
+
+from tests.support.openapi_helpers import load_spec
+from tests.support.realhub import tiny_notebook
+from tests.support.servers import JupyterServer
+from tests.support.servers import jupyter_server as start_jupyter_server
 
 
 @pytest.fixture(scope="module")

@@ -18,14 +18,15 @@ import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from openapi_helpers import OPENAPI, load_spec, operations
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from servers import JupyterServer
+
+from tests.support.openapi_helpers import OPENAPI, load_spec, operations
+from tests.support.servers import JupyterServer
 
 SPEC = load_spec()
 SCHEMA = schemathesis.openapi.from_path(str(OPENAPI))

@@ -14,11 +14,12 @@ from typing import Any
 
 import pytest
 import requests
-from openapi_helpers import SERVICE_PREFIX, concrete, load_spec, operations
 from openapi_spec_validator import validate
-from realhub import tiny_notebook
-from servers import JupyterServer
 from tornado import web
+
+from tests.support.openapi_helpers import SERVICE_PREFIX, concrete, load_spec, operations
+from tests.support.realhub import tiny_notebook
+from tests.support.servers import JupyterServer
 
 SPEC = load_spec()
 EXTENSION_OPS = operations(SPEC, "execution-api")

@@ -5,7 +5,7 @@ the forwarder (every encoding, every method), the service's own token reaching a
 server (bob's server records every credential it is sent, and the hub is asked what each
 one grants), a user's server answering HTML, a narrow token used beyond its scopes, a GET
 that starts a server, kernel connection files in users' folders, and bodies the Execution
-API must refuse. Bob's server is hostile for the whole module (tests/hostile_server.py).
+API must refuse. Bob's server is hostile for the whole module (tests/support/hostile_server.py).
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from urllib.parse import urlparse
 
 import pytest
 import requests
-from hostile_server import hostile_hub, seen_tokens
-from realhub import RealHub, tiny_notebook
-from service_calls import Service, executions_path, ndjson_events
+
+from tests.support.hostile_server import hostile_hub, seen_tokens
+from tests.support.realhub import RealHub, tiny_notebook
+from tests.support.service_calls import Service, executions_path, ndjson_events
 
 PREFIX = "/services/nbexec/api/users"
 #: path tails that once left the user's server, or could (raw, as sent on the wire)

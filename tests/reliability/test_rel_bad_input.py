@@ -15,9 +15,10 @@ from typing import Any
 import nbformat
 import pytest
 import requests
-from realhub import RealHub, tiny_notebook
-from rel_helpers import EXECS
-from service_calls import Service, ndjson_events
+
+from tests.support.realhub import RealHub, tiny_notebook
+from tests.support.rel_helpers import EXECS
+from tests.support.service_calls import Service, ndjson_events
 
 
 def assert_json_4xx(resp: requests.Response, *allowed: int) -> dict[str, Any]:

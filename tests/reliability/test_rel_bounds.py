@@ -4,7 +4,7 @@ Each load that once did is replayed on a real hub, bounded in time and size, whi
 service's memory is watched and another user (alice) makes ordinary requests that must
 keep being answered promptly: unauthenticated and forbidden bodies, one caller opening
 more streams than allowed, a very long event line, readers that never read, huge answers
-and error bodies from a hostile server (bob's, tests/hostile_server.py), and a hub whose
+and error bodies from a hostile server (bob's, tests/support/hostile_server.py), and a hub whose
 listing pages are tiny.
 """
 
@@ -17,9 +17,10 @@ from collections.abc import Iterator
 from urllib.parse import urlparse
 
 import pytest
-from hostile_server import hostile_hub, service_process
-from realhub import RealHub
-from service_calls import Service, executions_path
+
+from tests.support.hostile_server import hostile_hub, service_process
+from tests.support.realhub import RealHub
+from tests.support.service_calls import Service, executions_path
 
 MB = 1024 * 1024
 #: a prompt answer, generous for a loaded 2-core machine

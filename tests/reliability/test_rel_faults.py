@@ -16,8 +16,9 @@ import nbformat
 import psutil
 import pytest
 import requests
-from realhub import RealHub, slow_notebook
-from rel_helpers import (
+
+from tests.support.realhub import RealHub, slow_notebook
+from tests.support.rel_helpers import (
     EXECS,
     first_output_text,
     gated_notebook,
@@ -26,7 +27,7 @@ from rel_helpers import (
     proxy_pid,
     server_pid,
 )
-from service_calls import Service, ndjson_events, sse_messages
+from tests.support.service_calls import Service, ndjson_events, sse_messages
 
 FINAL = ("notebook_complete", "notebook_error")
 

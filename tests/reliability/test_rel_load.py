@@ -13,10 +13,11 @@ from urllib.parse import urlencode, urlparse
 
 import nbformat
 import pytest
-from realhub import RealHub, tiny_notebook
-from rel_helpers import EXECS, gated_notebook
-from service_calls import Service, SSEChunkDecoder, sse_messages
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+
+from tests.support.realhub import RealHub, tiny_notebook
+from tests.support.rel_helpers import EXECS, gated_notebook
+from tests.support.service_calls import Service, SSEChunkDecoder, sse_messages
 
 
 async def _run_chunked(client: AsyncHTTPClient, url: str, token: str, notebook: str) -> str:

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 import requests
-from openapi_helpers import concrete, load_spec, operations
-from realhub import RealHub, tiny_notebook
-from service_calls import Service
+
+from tests.support.openapi_helpers import concrete, load_spec, operations
+from tests.support.realhub import RealHub, tiny_notebook
+from tests.support.service_calls import Service
 
 SPEC = load_spec()
 #: routes open to anyone on purpose: health probes, the page's static files, OAuth callback

@@ -1,5 +1,5 @@
 """Helpers of the reliability tests: notebooks that reveal their kernel or wait for a signal,
-finding processes to kill (calls to the service and its streams: tests/service_calls.py)."""
+finding processes to kill (calls to the service and its streams: tests/support/service_calls.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import time
 from typing import Any
 
 import nbformat
-from realhub import RealHub, slow_notebook, tiny_notebook
+
+from tests.support.realhub import RealHub, slow_notebook, tiny_notebook
 
 EXECS = "api/users/alice/executions"
 

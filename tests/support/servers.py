@@ -2,7 +2,7 @@
 
 Plain helpers, no pytest: the `jupyter_server` fixtures of tests/client and tests/openapi
 start a ``jupyter server`` subprocess (the extension loads because the package is
-installed) with `jupyter_server`, tests/realhub.py starts ``jupyterhub`` with
+installed) with `jupyter_server`, tests/support/realhub.py starts ``jupyterhub`` with
 `wait_until_up` and `stop_process`, and benchmarks/common.py imports this module too.
 """
 

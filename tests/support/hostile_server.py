@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from realhub import RealHub
+
+from tests.support.realhub import RealHub
 
 SEEN_FILE = "seen-authorization.txt"
 

@@ -1,4 +1,5 @@
-"""A real JupyterHub for tests: the shared pytest plugin (``pytest_plugins = ["realhub"]``).
+"""A real JupyterHub for tests: the shared pytest plugin
+(``pytest_plugins = ["tests.support.realhub"]`` in tests/conftest.py).
 
 It runs the ``jupyterhub`` command in a temporary folder, with free ports, the real
 configurable-http-proxy from ``node_modules/.bin``, the admin config from
@@ -60,9 +61,10 @@ from urllib.parse import quote
 import nbformat
 import pytest
 import requests
-from servers import free_port, stop_process, wait_until_up
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.support.servers import free_port, stop_process, wait_until_up
+
+REPO = Path(__file__).resolve().parents[2]
 CHP = REPO / "node_modules" / ".bin" / "configurable-http-proxy"
 HUB_CONFIG = REPO / "hub_config" / "jupyterhub_config.py"
 BIN = Path(sys.executable).parent

@@ -14,7 +14,8 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import requests
-from realhub import RealHub
+
+from tests.support.realhub import RealHub
 
 
 class Service:

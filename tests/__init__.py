@@ -1,0 +1,1 @@
+"""The test suite of nbexec-hub (a package so that `tests.support` imports absolutely)."""
