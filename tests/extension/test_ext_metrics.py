@@ -9,9 +9,9 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.ext_helpers import WARM_POOL_OF_ONE, server_config, wait_done, wait_for_event
+from tests.support.metrics import Scrape
 
 #: a parameter value that must never show in the metrics
 SECRET_VALUE = "zebra-quokka-7"
@@ -21,26 +21,6 @@ SECRET_VALUE = "zebra-quokka-7"
 def jp_server_config():
     """Fresh kernels; a checkpoint after every cell (so that short runs write some)."""
     return server_config(warm_kernels={}, checkpoint_min_interval=0)
-
-
-class Scrape:
-    """One read of ``GET /metrics``: its text and its samples."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.samples: dict[tuple[str, frozenset], float] = {}
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                self.samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
-
-    def value(self, name: str, **labels: str) -> float | None:
-        return self.samples.get((name, frozenset(labels.items())))
-
-    def delta(self, before: Scrape, name: str, **labels: str) -> float:
-        """How much a sample grew since ``before`` (it must be in both)."""
-        now, then = self.value(name, **labels), before.value(name, **labels)
-        assert now is not None and then is not None, f"{name}{labels} is missing"
-        return now - then
 
 
 @pytest.fixture

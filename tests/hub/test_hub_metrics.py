@@ -13,34 +13,14 @@ from typing import Any
 import nbformat
 import pytest
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.metrics import Scrape
 from tests.support.realhub import RealHub, slow_notebook
 from tests.support.service_calls import Service, executions_path, ndjson_events, sse_messages
 
 #: a parameter value that must never show in the metrics
 SECRET_VALUE = "okapi-marmot-31"
 METRICS = "metrics"
-
-
-class Scrape:
-    """One read of the service's metrics: its text and its samples."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.samples: dict[tuple[str, frozenset], float] = {}
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                self.samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
-
-    def value(self, name: str, **labels: str) -> float:
-        """A sample's value (0 when the series does not exist yet)."""
-        return self.samples.get((name, frozenset(labels.items())), 0.0)
-
-    def total(self, name: str, **labels: str) -> float:
-        """The sum of every sample of ``name`` whose labels include ``labels``."""
-        wanted = set(labels.items())
-        return sum(v for (n, ls), v in self.samples.items() if n == name and wanted <= ls)
 
 
 def scrape(service: Service) -> Scrape:
