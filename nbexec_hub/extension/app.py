@@ -75,6 +75,16 @@ class ExecutionExtensionApp(ExtensionApp):
         ),
     ).tag(config=True)
 
+    fork_template_start_delay = Float(
+        2.0,
+        allow_none=True,
+        help=(
+            "Seconds after the server starts before the kernel template starts (about half "
+            "a second of CPU and 16 MB), so that the server's first run gets a forked "
+            "kernel too. None: the first run starts it, and waits for it."
+        ),
+    ).tag(config=True)
+
     store_path = Unicode(
         help=(
             "The folder keeping execution records and event logs across restarts. Default: "
@@ -96,6 +106,7 @@ class ExecutionExtensionApp(ExtensionApp):
     pool: WarmKernelPool | None = None
     forker: KernelForker | None = None
     _retention: PeriodicCallback | None = None
+    _template_timer: object | None = None
     _activity_task: asyncio.Task[Any] | None = None
 
     def initialize_settings(self) -> None:
@@ -160,6 +171,10 @@ class ExecutionExtensionApp(ExtensionApp):
             self.log.warning("nbexec: kernels are spawned instead of forked: %s", reason)
             return None
         self.forker = KernelForker(self.log)
+        if self.fork_template_start_delay is not None:
+            self._template_timer = IOLoop.current().call_later(
+                self.fork_template_start_delay, self.forker.start_template_soon
+            )
         return self.forker
 
     def _open_store(self) -> ExecutionStore | None:
@@ -202,6 +217,8 @@ class ExecutionExtensionApp(ExtensionApp):
         """Server shutdown: end running executions cleanly, each writing its output."""
         if self._retention is not None:
             self._retention.stop()
+        if self._template_timer is not None:
+            IOLoop.current().remove_timeout(self._template_timer)
         if self.manager is not None:
             await self.manager.stop()
         if self.forker is not None:  # the pool, when on, does not close its fresh kernels

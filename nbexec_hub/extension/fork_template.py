@@ -44,11 +44,19 @@ PREIMPORTS = (
     "ipykernel.comm",
     "ipykernel.debugger",  # debugpy: the largest part of a kernel's start-up
     "IPython.core.completer",
+    "IPython.core.completerlib",
+    "IPython.core.debugger",
     "IPython.core.interactiveshell",
+    "IPython.core.logger",
+    "IPython.core.oinspect",
+    "IPython.extensions.storemagic",  # loaded by every shell at start
+    "IPython.utils.wildcard",
     "jupyter_client.session",
     "psutil",  # jupyter_client's local interfaces, read when the connection file is
     "sqlite3",  # the history manager's, even in memory
     "pdb",
+    "faulthandler",
+    "tornado.platform.asyncio",  # the kernel's event loop
 )
 
 

@@ -308,6 +308,18 @@ class KernelForker:
         self._had_template = True
         return template
 
+    def start_template_soon(self) -> None:
+        """Start the template now, in the background (a server that runs nothing yet), so
+        that the first run gets a forked kernel too; a failure is logged once."""
+        if self.unsupported or self.closed or self.template is not None:
+            return
+
+        def said(task: asyncio.Task[KernelTemplate]) -> None:
+            if not task.cancelled() and task.exception() is not None:
+                self.say_once(f"the kernel template did not start: {task.exception()}")
+
+        self._template_task().add_done_callback(said)
+
     async def ready_template(self) -> KernelTemplate:
         """The running template. Launches wait for the first one (it costs about what a
         spawn does, and a server that runs nothing never starts one); a dead or sick one

@@ -251,3 +251,33 @@ async def test_the_template_ends_when_its_server_goes():
         assert template.process.poll() == 0
     finally:
         await template.close()
+
+
+@pytest.mark.parametrize(
+    "jp_server_config",
+    [server_config(warm_kernels={}, fork_kernels=True, fork_template_start_delay=0)],
+)
+async def test_the_template_starts_with_the_server_before_any_run(run, manager, jp_root_dir):
+    forker = manager.kernels.forker
+    for _ in range(600):  # no run asked: the server starts it on its own
+        if forker.template is not None:
+            break
+        await asyncio.sleep(0.1)
+    assert forker.template is not None and forker.template.alive() and forker.forks == 0
+    write_notebook(jp_root_dir / "one.ipynb", "print(1)")
+    await forked_run(run, manager, notebook="one.ipynb")  # the very first run is forked
+
+
+@pytest.mark.parametrize(
+    "jp_server_config",
+    [server_config(warm_kernels={}, fork_kernels=True, fork_template_start_delay=None)],
+)
+async def test_without_a_start_delay_the_first_run_starts_the_template(
+    run, manager, jp_root_dir
+):
+    forker = manager.kernels.forker
+    await asyncio.sleep(1)
+    assert forker.template is None and forker._starting is None  # nothing ran: none
+    write_notebook(jp_root_dir / "one.ipynb", "print(1)")
+    await forked_run(run, manager, notebook="one.ipynb")  # it waited for the template
+    assert forker.template is not None
