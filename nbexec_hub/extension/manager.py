@@ -249,7 +249,9 @@ class ExecutionManager(LoggingConfigurable):
             declared = declared_parameters(nb)
             values = convert_parameters(req.params, declared, from_form=req.from_form)
         inject_parameters(nb, values)
-        placeholder = (await asyncio.to_thread(nbformat.writes, nb)).encode("utf-8")
+        # read_notebook validated it and the parameters cell is nbformat's own: writing it
+        # without a second validation (the output is validated when it is written)
+        placeholder = (await asyncio.to_thread(nbformat.v4.writes, nb)).encode("utf-8")
         try:
             if out_os_path is not None:
                 assert req.output_path is not None
