@@ -5,9 +5,10 @@ and nowhere else, so that an upgrade of JupyterHub, tornado or jupyter_server th
 it breaks one module, and its tests, rather than behaviour scattered across the package.
 Each entry says which versions it was written against and what happens when it is gone.
 
-- JupyterHub (``jupyterhub>=4.1``): the rule for which cookie requests need an XSRF token
-  (``_xsrf_utils``, 4.1+), the OAuth callback's user cache, the data files path.
-- tornado (``tornado>=6.2``): closing one running client request's connection from outside.
+- JupyterHub (``jupyterhub>=6.0``): the rule for which cookie requests need an XSRF token
+  (``_xsrf_utils._needs_check_xsrf``, 4.1.4+), the OAuth callback's user cache, the data
+  files path.
+- tornado (``tornado>=6.5``): closing one running client request's connection from outside.
 - jupyter_server (``jupyter_server>=2.4``): adopting a running kernel into the server's
   kernel table, and a default ``last_activity`` for new kernels.
 """
@@ -23,7 +24,7 @@ from tornado.simple_httpclient import SimpleAsyncHTTPClient
 
 # -- JupyterHub ---------------------------------------------------------------------------
 
-try:  # JupyterHub 4.1+ (the version that added XSRF checks to HubOAuth)
+try:  # JupyterHub 4.1.4+ (4.1.0 added XSRF checks to HubOAuth, 4.1.4 this helper)
     from jupyterhub._xsrf_utils import _needs_check_xsrf
 except ImportError:  # pragma: no cover - older hubs are refused by the package metadata
     _needs_check_xsrf = None
