@@ -200,5 +200,5 @@ def table(rows: list[list[str]], header: list[str]) -> str:
     cells = [header] + rows
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in cells
     )

@@ -9,9 +9,9 @@ its server on demand takes a new target rather than changing one it may share.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 from ..protocol import SERVICE_PREFIX, executions_root, server_path

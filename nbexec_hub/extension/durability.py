@@ -14,7 +14,8 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from traitlets import Float, Integer
 from traitlets.config import LoggingConfigurable

@@ -11,7 +11,8 @@ import asyncio
 import time
 import uuid
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 #: the events that end an execution's log
 from ..protocol import FINAL_EVENTS, NOTEBOOK_COMPLETE, NOTEBOOK_ERROR

@@ -11,9 +11,10 @@ import contextlib
 import logging
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from queue import Empty
-from typing import Any, Callable
+from typing import Any
 
 from jupyter_core.paths import jupyter_runtime_dir
 from jupyter_core.utils import ensure_async

@@ -20,8 +20,9 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from nbclient import NotebookClient
 from nbformat import NotebookNode

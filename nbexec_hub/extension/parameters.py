@@ -44,7 +44,8 @@ def parse_bool(value: str, what: str) -> bool:
     """One of protocol's true or false words (``true/false/1/0/yes/no/on/off``), any case."""
     parsed = protocol.parse_bool(value)
     if parsed is None:
-        words = "/".join(w for pair in zip(protocol.TRUE_WORDS, protocol.FALSE_WORDS) for w in pair)
+        pairs = zip(protocol.TRUE_WORDS, protocol.FALSE_WORDS, strict=False)
+        words = "/".join(w for pair in pairs for w in pair)
         raise BadRequest(f"{what} must be one of {words}, not {value!r}")
     return parsed
 

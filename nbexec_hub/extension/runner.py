@@ -11,8 +11,9 @@ import asyncio
 import copy
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any
 
 import nbformat
 from nbclient import NotebookClient

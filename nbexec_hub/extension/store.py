@@ -29,8 +29,9 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 #: the current layout of the folder (see `upgrade` for the older ones)
 FORMAT = 2

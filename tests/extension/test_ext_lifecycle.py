@@ -42,7 +42,7 @@ async def test_queued_runs_start_in_order(run, manager):
     await asyncio.gather(*(wait_done(ex) for ex in executions))
     started = [ex.started_at for ex in executions]
     assert started == sorted(started)
-    for before, after in zip(executions, executions[1:]):
+    for before, after in zip(executions, executions[1:], strict=False):
         assert after.started_at >= before.completed_at - 0.5
 
 

@@ -27,5 +27,5 @@ def test_keepalive_comments_during_a_quiet_cell(realhub_factory) -> None:  # typ
     keepalives = [t for t, line in seen if line.startswith(":")]
     assert len(keepalives) >= 2, seen
     assert '"notebook_complete"' in seen[-1][1]
-    gaps = [b - a for a, b in zip(keepalives, keepalives[1:])]
+    gaps = [b - a for a, b in zip(keepalives, keepalives[1:], strict=False)]
     assert all(gap < 2.5 for gap in gaps), gaps
