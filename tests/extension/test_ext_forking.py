@@ -33,7 +33,7 @@ PROBE = (
     "first_run = 'leak' not in globals()\n"
     "print(json.dumps({'cwd': os.getcwd(), 'first_run': first_run,\n"
     "  'names': sorted(k for k in globals() if not k.startswith('_')),\n"
-    "  'modules': 'colorsys' in sys.modules,\n"
+    "  'modules': 'graphlib' in sys.modules,\n"
     "  'path': [p for p in sys.path if 'site-packages' not in p and 'python3' not in p],\n"
     "  'dh': [str(d) for d in _dh], 'env': os.environ.get('NBEXEC_PROBE', ''),\n"
     "  'leaked_env': os.environ.get('NBEXEC_LEAK', ''),\n"
@@ -45,7 +45,7 @@ PROBE = (
 )
 #: a second cell leaving traces a next execution must not see
 LEAVE_TRACES = (
-    "import colorsys\n"
+    "import graphlib\n"
     "leak = 1\n"
     "os.environ['NBEXEC_LEAK'] = 'yes'\n"
     "os.chdir('/')\n"
