@@ -20,7 +20,7 @@ from tornado.httpclient import HTTPRequest
 from .. import errors, protocol
 from .forward import Forwarder
 from .paths import server_url
-from .streaming import fetch_quietly
+from .streaming import close_upstream, fetch_quietly
 
 log = logging.getLogger("nbexec.fanout")
 
@@ -137,21 +137,20 @@ async def _get_capped(
     def take(chunk: bytes) -> None:
         nonlocal size
         size += len(chunk)
-        if size > max_bytes:
-            raise ConnectionAbortedError(f"an answer over {max_bytes} bytes")
+        if size > max_bytes:  # never raise here: tornado would log an uncaught exception
+            close_upstream(request)
+            return
         chunks.append(chunk)
 
-    resp = await fetch_quietly(
-        forwarder.client,
-        HTTPRequest(
-            server_url(forwarder.proxy_url, status["url"], "api/executions"),
-            headers={"Authorization": f"token {token}", "Accept": "application/json"},
-            request_timeout=timeout,
-            connect_timeout=min(timeout, 10),
-            follow_redirects=False,
-            streaming_callback=take,
-        ),
+    request = HTTPRequest(
+        server_url(forwarder.proxy_url, status["url"], "api/executions"),
+        headers={"Authorization": f"token {token}", "Accept": "application/json"},
+        request_timeout=timeout,
+        connect_timeout=min(timeout, 10),
+        follow_redirects=False,
+        streaming_callback=take,
     )
+    resp = await fetch_quietly(forwarder.client, request)
     if size > max_bytes:
         raise errors.UpstreamError(f"the server answered over {max_bytes} bytes")
     if resp.code == 599:

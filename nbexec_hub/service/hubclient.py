@@ -307,8 +307,9 @@ class HubClient:
         wake = asyncio.Event()
 
         def on_chunk(chunk: bytes) -> None:
-            if stop.is_set():
-                raise ConnectionAbortedError("caller went away")
+            if stop.is_set():  # the caller went away (raising here would log an error)
+                close_upstream(req)
+                return
             for line in lines.feed(chunk):
                 try:
                     event = decoder.line(line.decode("utf8", "replace"))

@@ -124,8 +124,7 @@ class Relay:
         elif line.strip() == "":
             if self.code is not None and not 200 <= self.code <= 599:
                 # 1xx (a protocol switch, say) or no HTTP status at all: nothing to relay
-                self.refusal = f"answered status {self.code}"
-                close_upstream(self.request)
+                self._refuse(f"answered status {self.code}")
             elif self.code is not None and self.code < 300:
                 self._start_relay()
         elif ":" in line:
@@ -162,16 +161,22 @@ class Relay:
             protocol.send_at_once(handler)
             self._flush()
 
+    def _refuse(self, reason: str) -> None:
+        """Stop reading the upstream answer: `run` answers the caller with the reason."""
+        self.refusal = reason
+        close_upstream(self.request)
+
     def _on_chunk(self, chunk: bytes) -> asyncio.Future | None:
-        if self.caller_gone:
-            raise ConnectionAbortedError("the caller went away")
-        if self.refusal is not None:
-            raise ConnectionAbortedError(self.refusal)
+        # a callback must not raise: tornado would log it as an uncaught exception; it
+        # closes the connection instead, and the fetch ends as a 599
+        if self.caller_gone or self.refusal is not None:
+            close_upstream(self.request)
+            return None
         self.last_data = self.last_write = time.monotonic()
         if not self.relaying:
             if len(self.error_body) + len(chunk) > self.limits.max_error_bytes:
-                self.refusal = f"sent an error body over {self.limits.max_error_bytes} bytes"
-                raise ConnectionAbortedError(self.refusal)
+                self._refuse(f"sent an error body over {self.limits.max_error_bytes} bytes")
+                return None
             self.error_body.extend(chunk)
             return None
         if self.no_content:
@@ -179,8 +184,8 @@ class Relay:
         if not self.streamed:
             self.answer_bytes += len(chunk)
             if self.answer_bytes > self.limits.max_answer_bytes:
-                self.refusal = f"answered more than {self.limits.max_answer_bytes} bytes"
-                raise ConnectionAbortedError(self.refusal)
+                self._refuse(f"answered more than {self.limits.max_answer_bytes} bytes")
+                return None
             self.answer.append(chunk)  # held until the answer is complete and checked
             return None
         skipped = self.lines.skipped

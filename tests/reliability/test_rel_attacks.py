@@ -374,3 +374,10 @@ def test_a_caller_leaving_while_its_server_starts_is_never_forwarded(
     ]
     assert len(forwarded) == 0, forwarded[:3]
     assert "not forwarding" in hub.log_text()
+
+
+def test_nothing_above_made_the_service_log_an_uncaught_exception(hub: RealHub) -> None:
+    """Refusing a hostile answer closes the upstream connection; it never raises inside
+    tornado's callbacks (which would log an uncaught exception)."""
+    errors = hub.uncaught_errors()
+    assert not errors, "\n---\n".join(errors)

@@ -267,3 +267,10 @@ def test_the_fan_out_follows_the_hubs_pagination(realhub_factory: object) -> Non
         if "GET /hub/api/users" in line and "(nbexec@" in line
     ]
     assert len(calls) == 1, calls
+
+
+def test_nothing_above_made_the_service_log_an_uncaught_exception(hub: RealHub) -> None:
+    """Refusing a hostile answer closes the upstream connection; it never raises inside
+    tornado's callbacks (which would log an uncaught exception)."""
+    errors = hub.uncaught_errors()
+    assert not errors, "\n---\n".join(errors)
