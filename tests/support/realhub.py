@@ -250,14 +250,16 @@ c.JupyterHub.log_level = "DEBUG" if {bool(os.environ.get("REALHUB_DEBUG"))!r} el
         return self._log_path.read_text(errors="replace") if self._log_path.exists() else ""
 
     def uncaught_errors(self, *, all_errors: bool = False) -> list[str]:
-        """Uncaught exceptions and never-retrieved task exceptions in the log (with
-        ``all_errors``, every error line of tornado or nbexec too), each with the lines
-        that follow it (its traceback)."""
+        """The service's uncaught exceptions and never-retrieved task exceptions in the log
+        (with ``all_errors``, every error line of the service), each with the lines that
+        follow it (its traceback). The hub's and the servers' own lines (``JupyterHub``,
+        ``ServerApp``) are not the service's: a hostile server's errors are its own."""
         log = self.log_text().splitlines()
         found = [
             i for i, line in enumerate(log)
-            if "Uncaught exception" in line or "never retrieved" in line
-            or all_errors and line.startswith("[E ") and ("tornado." in line or " nbexec" in line)
+            if "never retrieved" in line
+            or line.startswith("[E ") and ("tornado." in line or " nbexec" in line)
+            and (all_errors or "Uncaught exception" in line)
         ]
         return ["\n".join(log[i:i + 40]) for i in found]
 
