@@ -28,11 +28,11 @@ from .pool import WarmKernelPool
 from .provisioner import make_default_provisioner
 from .store import ExecutionStore, StoreUnavailable
 
+#: the configurable parts the app builds with parent=self
+PARTS = (ExecutionManager, WarmKernelPool, ExecutionHistory)
 #: traits that lived on the app and moved to the part using them: name -> its class name
 MOVED_TRAITS = {
-    name: cls.__name__
-    for cls in (ExecutionManager, WarmKernelPool, ExecutionHistory)
-    for name in cls.class_trait_names(config=True)
+    name: cls.__name__ for cls in PARTS for name in cls.class_trait_names(config=True)
 }
 
 #: seconds between two retention checks (a finished execution also triggers one)
@@ -44,7 +44,7 @@ class ExecutionExtensionApp(ExtensionApp):
 
     name = "nbexec_hub"
     load_other_extensions = True
-    classes = [ExecutionManager, WarmKernelPool, ExecutionHistory]
+    classes = list(PARTS)
 
     max_body_bytes = Integer(
         10 * 1024 * 1024,
