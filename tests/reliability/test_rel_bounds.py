@@ -185,15 +185,16 @@ def test_a_long_line_is_relayed_in_linear_time(
 def test_long_lines_on_many_streams_share_one_budget(
     hub: RealHub, alice: Service, bob: Service
 ) -> None:
-    """Four 40 MiB lines at once on four of bob's streams: his budget (64 MiB of
-    unfinished lines here) holds one at a time, the others are skipped; memory stays
+    """Four 40 MiB lines at once on four of bob's streams (each pauses half-way, so all
+    four are unfinished together): his budget (64 MiB of unfinished lines here) cannot
+    hold them all, so some are skipped and at least one arrives whole; memory stays
     bounded and alice is answered meanwhile."""
     before = rss_mb(hub)
     results: list[bytes] = []
 
     def read() -> None:
         r = bob.get(
-            executions_path("bob") + "?evil=longline&mb=40",
+            executions_path("bob") + "?evil=longline&mb=40&hold=4",
             headers={"X-Response-Encoding": "chunked"},
             timeout=120,
         )

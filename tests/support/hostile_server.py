@@ -10,7 +10,8 @@ one that
   ``html`` (a ``text/html`` page, status ``?code=``, default 200), ``notjson`` (the same
   page labelled ``application/json``), ``bigerror`` (a JSON
   error body of ``?mb=`` MiB), ``biganswer`` (a JSON answer of ``?mb=`` MiB), ``longline``
-  (an NDJSON stream whose one event is a ``?mb=`` MiB line), ``endless`` (an NDJSON stream
+  (an NDJSON stream whose one event is a ``?mb=`` MiB line, paused ``?hold=`` seconds
+  half-way), ``endless`` (an NDJSON stream
   of 64 KiB events that never ends, as fast as it may), ``idle`` (one small event a second,
   forever).
 
@@ -93,7 +94,10 @@ async def _hostile_prepare(self):
     elif mode == "longline":
         self.set_header("Content-Type", "application/x-ndjson")
         self.write(b'{"event": "progress", "seq": 0, "pad": "')
-        for _ in range(mb):
+        hold = float(self.get_query_argument("hold", "0"))
+        for i in range(mb):
+            if i == mb // 2 and hold:
+                await asyncio.sleep(hold)  # half a line, held: streams overlap for sure
             self.write(b"z" * (1024 * 1024))
             await self.flush()
         self.write(b'"}\n')
