@@ -75,6 +75,20 @@ def numbered_output_name(notebook_os_path: str, number: int) -> str:
     return os.path.join(folder, f"{stem}-Executed{number}.ipynb")
 
 
+def _numbers_taken(folder: str, stem: str) -> set[int]:
+    """The N of every ``<stem>-Executed<N>.ipynb`` in a folder."""
+    prefix, suffix = f"{stem}-Executed", ".ipynb"
+    taken = set()
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if not (entry.name.startswith(prefix) and entry.name.endswith(suffix)):
+                continue
+            number = entry.name[len(prefix): -len(suffix)]
+            if number.isascii() and number.isdigit() and str(int(number)) == number:
+                taken.add(int(number))
+    return taken
+
+
 def _signature(os_path: str) -> tuple[int, int, int]:
     st = os.stat(os_path)
     return (st.st_ino, st.st_size, st.st_mtime_ns)
@@ -115,9 +129,9 @@ class OutputReservations:
         #: placeholders we created: key -> the file's signature right after
         self._placeholders: dict[str, tuple[int, int, int]] = {}
 
-    async def _claim(self, os_path: str, content: bytes) -> bool:
+    async def _claim(self, os_path: str, content: bytes, key: str | None = None) -> bool:
         """Create the file exclusively; False when it (or its reservation) exists."""
-        key = os.path.realpath(os_path)
+        key = key or os.path.realpath(os_path)
         if key in self._reserved or os.path.lexists(os_path):
             return False
         self._reserved.add(key)  # held while the file is being created
@@ -133,10 +147,22 @@ class OutputReservations:
         return True
 
     async def reserve_numbered(self, notebook_os_path: str, content: bytes) -> str:
-        """Reserve the free ``-Executed<N>`` name with the smallest N, and return it."""
+        """Reserve the free ``-Executed<N>`` name with the smallest N, and return it.
+
+        The folder is listed once (a notebook run a thousand times has a thousand outputs
+        beside it; probing each name in turn cost a path resolution apiece); the exclusive
+        creation still decides, so a name taken meanwhile by another process is skipped.
+        """
+        folder, name = os.path.split(notebook_os_path)
+        stem = name[: -len(".ipynb")] if name.endswith(".ipynb") else name
+        taken = await asyncio.to_thread(_numbers_taken, folder, stem)
+        real_folder = os.path.realpath(folder)
         for number in itertools.count(1):
+            if number in taken:
+                continue
             candidate = numbered_output_name(notebook_os_path, number)
-            if await self._claim(candidate, content):
+            key = os.path.join(real_folder, os.path.basename(candidate))
+            if await self._claim(candidate, content, key):
                 return candidate
         raise AssertionError("unreachable")
 

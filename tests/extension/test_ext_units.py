@@ -9,6 +9,7 @@ import nbformat
 import pytest
 
 from nbexec_hub.errors import BadRequest
+from nbexec_hub.extension import naming
 from nbexec_hub.extension.execution import Execution
 from nbexec_hub.extension.limiter import FifoLimiter
 from nbexec_hub.extension.naming import OutputReservations, normalize_api_path, to_os_path
@@ -177,6 +178,33 @@ async def test_numbered_reservations_never_collide(tmp_path):
     # the file itself still exists, so the name stays taken
     name = await reservations.reserve_numbered(nb_path, b"{}")
     assert os.path.basename(name) == "nb-Executed5.ipynb"
+
+
+async def test_numbered_reservation_takes_the_smallest_free_number(tmp_path, monkeypatch):
+    """The folder is listed once: gaps are filled, look-alike names do not count, and a
+    dangling link or a folder with the name keeps the number taken."""
+    nb_path = str(tmp_path / "nb.ipynb")
+    for name in ("nb-Executed1.ipynb", "nb-Executed3.ipynb", "nb-Executed02.ipynb",
+                 "nb-Executed².ipynb", "other-Executed2.ipynb", "nb-Executed2.ipynb.tmp"):
+        (tmp_path / name).write_text("{}")
+    reservations = OutputReservations()
+    first = await reservations.reserve_numbered(nb_path, b"{}")
+    assert os.path.basename(first) == "nb-Executed2.ipynb"
+    (tmp_path / "nb-Executed4.ipynb").symlink_to(tmp_path / "gone")
+    (tmp_path / "nb-Executed5.ipynb").mkdir()
+    names = [await reservations.reserve_numbered(nb_path, b"{}") for _ in range(2)]
+    assert [os.path.basename(n) for n in names] == ["nb-Executed6.ipynb", "nb-Executed7.ipynb"]
+    # a name taken between the listing and the creation (another process) is skipped
+    real_numbers_taken = naming._numbers_taken
+
+    def stale(folder, stem):
+        taken = real_numbers_taken(folder, stem)
+        (tmp_path / "nb-Executed8.ipynb").write_text("theirs")
+        return taken
+    monkeypatch.setattr(naming, "_numbers_taken", stale)
+    late = await reservations.reserve_numbered(nb_path, b"{}")
+    assert os.path.basename(late) == "nb-Executed9.ipynb"
+    assert (tmp_path / "nb-Executed8.ipynb").read_text() == "theirs"
 
 
 async def test_exact_reservation_respects_overwrite(tmp_path):
