@@ -66,6 +66,41 @@ async def shutdown_now(multi_kernel_manager: Any, kernel_id: str, log: logging.L
                 km.cleanup_connection_file()
 
 
+class KernelActivity:
+    """A running execution's kernel activity, recorded from the messages its run reads.
+
+    jupyter_server watches every kernel's IOPub with a socket of its own and decodes each
+    message once more (twice for a status) to stamp ``last_activity`` and
+    ``execution_state``: for an execution that is a fifth of the server's CPU per run. The
+    run already decodes every message of its cells, so it stamps them itself, exactly as
+    that watch would for messages answering a request it tracks, and the watch is stopped
+    (`take_over`). The kernel still counts as activity, shows busy in ``GET
+    /api/kernels`` while a cell runs, and the idle culler sees it as before.
+    """
+
+    def __init__(self, multi_kernel_manager: Any, kernel_id: str) -> None:
+        self.mkm = multi_kernel_manager
+        self.km = multi_kernel_manager.get_kernel(kernel_id)
+
+    @classmethod
+    def take_over(cls, multi_kernel_manager: Any, kernel_id: str) -> KernelActivity:
+        """Stop jupyter_server's watch of a kernel and record its activity from now on."""
+        multi_kernel_manager.stop_watching_activity(kernel_id)
+        activity = cls(multi_kernel_manager, kernel_id)
+        if activity.km.execution_state == "starting":  # it answered kernel_info: ready
+            activity.km.execution_state = "idle"
+        activity.km.last_activity = private_apis.utcnow()
+        return activity
+
+    def record(self, msg: dict[str, Any]) -> None:
+        """One IOPub message of a running cell (nbclient's, decoded once)."""
+        if not self.mkm.track_message_type(msg["parent_header"].get("msg_type")):
+            return
+        self.mkm.last_kernel_activity = self.km.last_activity = private_apis.utcnow()
+        if msg["msg_type"] == "status":
+            self.km.execution_state = msg["content"]["execution_state"]
+
+
 @dataclass
 class KernelLease:
     """A kernel handed to one execution, which must give it back with ``discard``."""
@@ -178,6 +213,10 @@ class ServerKernels:
                 f"({type(km.provisioner).__name__})"
             )
         return KernelLease(kernel_id, km, forked=forked)
+
+    def take_over_activity(self, kernel_id: str) -> KernelActivity:
+        """Record a leased kernel's activity from its run's messages (`KernelActivity`)."""
+        return KernelActivity.take_over(self.mkm, kernel_id)
 
     async def discard(self, kernel_id: str) -> None:
         """Shut a kernel down now, whatever state it is in."""

@@ -56,10 +56,19 @@ class LiveNotebookClient(NotebookClient):
         ),
     ).tag(config=True)
 
+    on_message = CallableTrait(
+        default_value=None,
+        allow_none=True,
+        help="Called with each IOPub message of the running cell before nbclient processes it.",
+    ).tag(config=True)
+
     def process_message(
         self, msg: dict[str, Any], cell: NotebookNode, cell_index: int
     ) -> NotebookNode | None:
-        """nbclient's processing (which raises at the end of the cell), then ``on_output``."""
+        """``on_message``, nbclient's processing (which raises at the end of the cell), then
+        ``on_output``."""
+        if self.on_message is not None:
+            self.on_message(msg)
         out = super().process_message(msg, cell, cell_index)
         # an ipywidgets Output widget capturing this cell's messages takes them away from it
         captured = self.output_hook_stack.get(msg["parent_header"].get("msg_id"))

@@ -26,7 +26,7 @@ from traitlets import Dict, Float, Integer, Unicode
 from traitlets.config import LoggingConfigurable
 
 from ..private_apis import adopt_kernel
-from .kernels import KernelLease, ServerKernels, connect_client, shutdown_now
+from .kernels import KernelActivity, KernelLease, ServerKernels, connect_client, shutdown_now
 from .launch import launch_kwargs, session_name
 
 
@@ -378,6 +378,10 @@ class WarmKernelPool(LoggingConfigurable):
         self._taken[kernel_id] = kernel_name
         loop = asyncio.get_running_loop()
         loop.call_later(self.warm_kernel_refill_delay, self._fill, kernel_name)
+
+    def take_over_activity(self, kernel_id: str) -> KernelActivity:
+        """As `ServerKernels.take_over_activity`: a leased kernel is in the server's table."""
+        return self.fresh.take_over_activity(kernel_id)
 
     async def discard(self, kernel_id: str) -> None:
         """Shut a kernel down after its one execution, wherever it came from."""

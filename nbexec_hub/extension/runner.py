@@ -204,6 +204,7 @@ class NotebookRunner:
                     await client.async_start_new_kernel_client()
                 if self._lease.prepare:
                     await self._prepare(client, self._lease.prepare)
+                client.on_message = self.kernels.take_over_activity(self._lease.kernel_id).record
                 metrics.observe_kernel_start(self._lease.warm, time.monotonic() - asked_at)
                 return client
             except Exception as exc:

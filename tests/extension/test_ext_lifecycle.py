@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import os
 import signal
 import weakref
@@ -120,6 +121,32 @@ async def test_running_executions_keep_the_server_active(run, manager, jp_server
     await wait_done(ex)
     assert jp_serverapp.web_app.settings["api_last_activity"] > long_ago
     assert jp_serverapp.web_app.last_activity() > long_ago
+
+
+async def test_an_executions_kernel_counts_as_activity_and_shows_busy(
+    jp_fetch, run, manager, jp_serverapp
+):
+    """The run stamps its kernel's activity from the messages it reads (jupyter_server's
+    own IOPub watch, which decodes each message again, is stopped for it): GET
+    /api/kernels shows the kernel busy while its cells sleep, its last_activity moves
+    from cell to cell, and the server's last_activity follows."""
+    before = datetime.now(timezone.utc).isoformat()
+    ex = manager.get((await run(notebook="steps.ipynb"))["execution"]["exec_id"])
+    await wait_for_event(ex, "start")
+    km = manager.kernels.mkm.get_kernel(ex.kernel_id)
+    assert getattr(km, "_activity_stream", None) is None  # jupyter_server's watch is off
+    seen = []  # (execution_state, last_activity) every 50 ms while the five cells run
+    while not ex.is_done:
+        listed = json.loads((await jp_fetch("api", "kernels")).body)
+        seen += [(k["execution_state"], k["last_activity"]) for k in listed
+                 if k["id"] == ex.kernel_id]
+        await asyncio.sleep(0.05)
+    assert ex.status == "completed"
+    assert "busy" in {state for state, _ in seen}, seen
+    stamps = sorted({stamp for _, stamp in seen})
+    assert len(stamps) >= 3 and stamps[0] > before, seen
+    status = json.loads((await jp_fetch("api", "status")).body)
+    assert status["last_activity"] >= stamps[-1]
 
 
 async def test_delete_frees_the_execution(jp_fetch, run, manager):
