@@ -66,6 +66,10 @@ async def shutdown_now(multi_kernel_manager: Any, kernel_id: str, log: logging.L
                 km.cleanup_connection_file()
 
 
+#: jupyter_server's kernel action events (a restart through ``/api/kernels`` is one)
+KERNEL_ACTIONS = "https://events.jupyter.org/jupyter_server/kernel_actions/v1"
+
+
 class KernelActivity:
     """A running execution's kernel activity, recorded from the messages its run reads.
 
@@ -76,20 +80,34 @@ class KernelActivity:
     that watch would for messages answering a request it tracks, and the watch is stopped
     (`take_over`). The kernel still counts as activity, shows busy in ``GET
     /api/kernels`` while a cell runs, and the idle culler sees it as before.
+
+    A restart of the kernel by someone else (``POST /api/kernels/<id>/restart``) loses the
+    run's state, and the run would wait for its cell forever: ``on_restart`` is called.
     """
 
-    def __init__(self, multi_kernel_manager: Any, kernel_id: str) -> None:
+    def __init__(
+        self, multi_kernel_manager: Any, kernel_id: str,
+        on_restart: Callable[[], None] | None = None,
+    ) -> None:
         self.mkm = multi_kernel_manager
+        self.kernel_id = kernel_id
         self.km = multi_kernel_manager.get_kernel(kernel_id)
+        self.on_restart = on_restart
+        self._events = getattr(self.km, "event_logger", None) if on_restart else None
 
     @classmethod
-    def take_over(cls, multi_kernel_manager: Any, kernel_id: str) -> KernelActivity:
+    def take_over(
+        cls, multi_kernel_manager: Any, kernel_id: str,
+        on_restart: Callable[[], None] | None = None,
+    ) -> KernelActivity:
         """Stop jupyter_server's watch of a kernel and record its activity from now on."""
         multi_kernel_manager.stop_watching_activity(kernel_id)
-        activity = cls(multi_kernel_manager, kernel_id)
+        activity = cls(multi_kernel_manager, kernel_id, on_restart)
         if activity.km.execution_state == "starting":  # it answered kernel_info: ready
             activity.km.execution_state = "idle"
         activity.km.last_activity = private_apis.utcnow()
+        if activity._events is not None:
+            activity._events.add_listener(schema_id=KERNEL_ACTIONS, listener=activity._action)
         return activity
 
     def record(self, msg: dict[str, Any]) -> None:
@@ -97,8 +115,23 @@ class KernelActivity:
         if not self.mkm.track_message_type(msg["parent_header"].get("msg_type")):
             return
         self.mkm.last_kernel_activity = self.km.last_activity = private_apis.utcnow()
-        if msg["msg_type"] == "status":
-            self.km.execution_state = msg["content"]["execution_state"]
+        state = msg["content"].get("execution_state") if msg["msg_type"] == "status" else None
+        if isinstance(state, str):  # what the kernel sends is the kernel's word
+            self.km.execution_state = state
+
+    async def _action(self, logger: Any, schema_id: str, data: dict[str, Any]) -> None:
+        if (
+            data.get("kernel_id") == self.kernel_id
+            and data.get("action") == "restart"
+            and self.on_restart is not None
+        ):
+            self.on_restart()
+
+    def close(self) -> None:
+        """Stop listening for the kernel's restart (the run has released it)."""
+        if self._events is not None:
+            self._events.remove_listener(schema_id=KERNEL_ACTIONS, listener=self._action)
+            self._events = None
 
 
 @dataclass
@@ -123,8 +156,13 @@ async def connect_client(km: Any, kc: Any, timeout: float) -> dict[str, Any]:
 
     jupyter_client's ``wait_for_ready`` drains IOPub for a fixed fifth of a second
     instead; here the kernel's own idle status says when IOPub is there.
+
+    No heartbeat channel: it is a thread with a ZMQ context of its own per client, which
+    nothing reads (the client asks the kernel's manager whether the kernel is alive), and
+    a client stopped just after it started (a kernel dead at birth) raced its thread,
+    which then died on "Too many open files" creating its socket in the destroyed context.
     """
-    kc.start_channels()
+    kc.start_channels(hb=False)
     kc.allow_stdin = False
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -214,9 +252,11 @@ class ServerKernels:
             )
         return KernelLease(kernel_id, km, forked=forked)
 
-    def take_over_activity(self, kernel_id: str) -> KernelActivity:
+    def take_over_activity(
+        self, kernel_id: str, on_restart: Callable[[], None] | None = None
+    ) -> KernelActivity:
         """Record a leased kernel's activity from its run's messages (`KernelActivity`)."""
-        return KernelActivity.take_over(self.mkm, kernel_id)
+        return KernelActivity.take_over(self.mkm, kernel_id, on_restart)
 
     async def discard(self, kernel_id: str) -> None:
         """Shut a kernel down now, whatever state it is in."""

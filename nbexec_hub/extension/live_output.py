@@ -68,7 +68,10 @@ class LiveNotebookClient(NotebookClient):
         """``on_message``, nbclient's processing (which raises at the end of the cell), then
         ``on_output``."""
         if self.on_message is not None:
-            self.on_message(msg)
+            try:
+                self.on_message(msg)
+            except Exception:  # bookkeeping must never break the run
+                self.log.exception("nbexec: recording a kernel message failed")
         out = super().process_message(msg, cell, cell_index)
         # an ipywidgets Output widget capturing this cell's messages takes them away from it
         captured = self.output_hook_stack.get(msg["parent_header"].get("msg_id"))

@@ -78,8 +78,12 @@ def numbered_output_name(notebook_os_path: str, number: int) -> str:
 def _numbers_taken(folder: str, stem: str) -> set[int]:
     """The N of every ``<stem>-Executed<N>.ipynb`` in a folder."""
     prefix, suffix = f"{stem}-Executed", ".ipynb"
-    taken = set()
-    with os.scandir(folder) as entries:
+    taken: set[int] = set()
+    try:
+        entries = os.scandir(folder)
+    except PermissionError:  # a folder one may write but not list: probe name by name
+        return taken
+    with entries:
         for entry in entries:
             if not (entry.name.startswith(prefix) and entry.name.endswith(suffix)):
                 continue

@@ -18,6 +18,7 @@ import asyncio
 import os
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -379,9 +380,11 @@ class WarmKernelPool(LoggingConfigurable):
         loop = asyncio.get_running_loop()
         loop.call_later(self.warm_kernel_refill_delay, self._fill, kernel_name)
 
-    def take_over_activity(self, kernel_id: str) -> KernelActivity:
+    def take_over_activity(
+        self, kernel_id: str, on_restart: Callable[[], None] | None = None
+    ) -> KernelActivity:
         """As `ServerKernels.take_over_activity`: a leased kernel is in the server's table."""
-        return self.fresh.take_over_activity(kernel_id)
+        return self.fresh.take_over_activity(kernel_id, on_restart)
 
     async def discard(self, kernel_id: str) -> None:
         """Shut a kernel down after its one execution, wherever it came from."""

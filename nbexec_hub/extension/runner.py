@@ -24,7 +24,7 @@ from ..protocol import OUTPUT
 from . import metrics
 from .checkpoint import Checkpointer
 from .execution import Execution
-from .kernels import KernelLease, connect_client
+from .kernels import KernelActivity, KernelLease, connect_client
 from .live_output import LiveNotebookClient, OutputEvents
 from .store import write_atomically
 
@@ -101,6 +101,7 @@ class NotebookRunner:
         self.log = log
         self._lease: KernelLease | None = None
         self._client: NotebookClient | None = None
+        self._activity: KernelActivity | None = None
         self._current: tuple[NotebookNode, datetime] | None = None
         #: the running cell's outputs on their way out as ``output`` events
         self._outputs: OutputEvents | None = None
@@ -204,7 +205,10 @@ class NotebookRunner:
                     await client.async_start_new_kernel_client()
                 if self._lease.prepare:
                     await self._prepare(client, self._lease.prepare)
-                client.on_message = self.kernels.take_over_activity(self._lease.kernel_id).record
+                self._activity = self.kernels.take_over_activity(
+                    self._lease.kernel_id, on_restart=self._kernel_restarted
+                )
+                client.on_message = self._activity.record
                 metrics.observe_kernel_start(self._lease.warm, time.monotonic() - asked_at)
                 return client
             except Exception as exc:
@@ -245,7 +249,18 @@ class NotebookRunner:
                 f"preparing the warm kernel failed: {content.get('ename')}: {content.get('evalue')}"
             )
 
+    def _kernel_restarted(self) -> None:
+        """Someone restarted the run's kernel: its state is gone, the run ends."""
+        ex = self.execution
+        if not ex.is_done and ex.stop_reason is None:
+            ex.stop_reason = "the kernel was restarted"
+            if ex.task is not None and ex.cancellable:
+                ex.task.cancel()
+
     async def _release_kernel(self) -> None:
+        activity, self._activity = self._activity, None
+        if activity is not None:
+            activity.close()
         client, self._client = self._client, None
         if client is not None and getattr(client, "kc", None) is not None:
             try:

@@ -149,6 +149,18 @@ async def test_an_executions_kernel_counts_as_activity_and_shows_busy(
     assert status["last_activity"] >= stamps[-1]
 
 
+async def test_a_restart_of_the_kernel_by_someone_else_ends_the_run(jp_fetch, run, manager):
+    """POST /api/kernels/<id>/restart on a run's kernel (it is listed, so JupyterLab offers
+    it): the run's state is gone, so the run ends with that reason instead of waiting for
+    its cell forever."""
+    ex = manager.get((await run(notebook="slow.ipynb"))["execution"]["exec_id"])
+    await wait_for_event(ex, "output")  # 'started'; the next cell sleeps a minute
+    await jp_fetch("api", "kernels", ex.kernel_id, "restart", method="POST", body="")
+    await wait_done(ex, timeout=30)
+    assert ex.status == "error: the kernel was restarted"
+    assert manager.kernels.mkm.list_kernel_ids() == []
+
+
 async def test_delete_frees_the_execution(jp_fetch, run, manager):
     events = await run(chunked=True, notebook="noparams.ipynb")
     ref = weakref.ref(manager.get(events[0]["execution"]["exec_id"]))

@@ -207,6 +207,18 @@ async def test_numbered_reservation_takes_the_smallest_free_number(tmp_path, mon
     assert (tmp_path / "nb-Executed8.ipynb").read_text() == "theirs"
 
 
+async def test_numbered_reservation_in_a_folder_that_cannot_be_listed(tmp_path, monkeypatch):
+    """Write and search permission without read (a drop-box folder): names are probed."""
+    (tmp_path / "nb-Executed1.ipynb").write_text("{}")
+
+    def refused(path):
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(naming.os, "scandir", refused)
+    name = await OutputReservations().reserve_numbered(str(tmp_path / "nb.ipynb"), b"{}")
+    assert os.path.basename(name) == "nb-Executed2.ipynb"
+
+
 async def test_exact_reservation_respects_overwrite(tmp_path):
     reservations = OutputReservations()
     target = tmp_path / "out.ipynb"
