@@ -82,7 +82,9 @@ class KernelActivity:
     /api/kernels`` while a cell runs, and the idle culler sees it as before.
 
     A restart of the kernel by someone else (``POST /api/kernels/<id>/restart``) loses the
-    run's state, and the run would wait for its cell forever: ``on_restart`` is called.
+    run's state, and the run would wait for its cell forever: ``on_restart`` is called
+    (from jupyter_server's kernel action events; a jupyter_server without them does not
+    tell, and such a run waits for its cell's timeout or a shutdown).
     """
 
     def __init__(
@@ -112,7 +114,9 @@ class KernelActivity:
 
     def record(self, msg: dict[str, Any]) -> None:
         """One IOPub message of a running cell (nbclient's, decoded once)."""
-        if not self.mkm.track_message_type(msg["parent_header"].get("msg_type")):
+        # a jupyter_server without track_message_type (2.4) stamped every message
+        tracked = getattr(self.mkm, "track_message_type", None)
+        if tracked is not None and not tracked(msg["parent_header"].get("msg_type")):
             return
         self.mkm.last_kernel_activity = self.km.last_activity = private_apis.utcnow()
         state = msg["content"].get("execution_state") if msg["msg_type"] == "status" else None

@@ -10,6 +10,9 @@ import signal
 import weakref
 from datetime import datetime, timedelta, timezone
 
+import pytest
+from jupyter_server.services.kernels.kernelmanager import ServerKernelManager
+
 from tests.support.ext_helpers import (
     kernel_pid,
     read_json,
@@ -149,6 +152,10 @@ async def test_an_executions_kernel_counts_as_activity_and_shows_busy(
     assert status["last_activity"] >= stamps[-1]
 
 
+@pytest.mark.skipif(
+    not hasattr(ServerKernelManager, "event_logger"),
+    reason="this jupyter_server emits no kernel action events (a restart goes unnoticed)",
+)
 async def test_a_restart_of_the_kernel_by_someone_else_ends_the_run(jp_fetch, run, manager):
     """POST /api/kernels/<id>/restart on a run's kernel (it is listed, so JupyterLab offers
     it): the run's state is gone, so the run ends with that reason instead of waiting for
