@@ -129,6 +129,15 @@ class Execution:
         """Whether the final event has been emitted."""
         return self.finished.is_set()
 
+    def request_stop(self, reason: str) -> None:
+        """Ask a running execution to stop with ``reason`` (the first reason given stands);
+        its runner is cancelled at once when it may be, else it sees the reason itself."""
+        if self.is_done or self.stop_reason is not None:
+            return
+        self.stop_reason = reason
+        if self.task is not None and self.cancellable:
+            self.task.cancel()
+
     def mark_started(self) -> None:
         """It got a slot: from now on it is executing."""
         self.status = "executing"

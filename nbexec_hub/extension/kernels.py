@@ -96,6 +96,8 @@ class KernelActivity:
         self.km = multi_kernel_manager.get_kernel(kernel_id)
         self.on_restart = on_restart
         self._events = getattr(self.km, "event_logger", None) if on_restart else None
+        # a jupyter_server without track_message_type (2.4) stamped every message
+        self._tracked = getattr(multi_kernel_manager, "track_message_type", None)
 
     @classmethod
     def take_over(
@@ -114,9 +116,7 @@ class KernelActivity:
 
     def record(self, msg: dict[str, Any]) -> None:
         """One IOPub message of a running cell (nbclient's, decoded once)."""
-        # a jupyter_server without track_message_type (2.4) stamped every message
-        tracked = getattr(self.mkm, "track_message_type", None)
-        if tracked is not None and not tracked(msg["parent_header"].get("msg_type")):
+        if self._tracked is not None and not self._tracked(msg["parent_header"].get("msg_type")):
             return
         self.mkm.last_kernel_activity = self.km.last_activity = private_apis.utcnow()
         state = msg["content"].get("execution_state") if msg["msg_type"] == "status" else None

@@ -317,10 +317,7 @@ class ExecutionManager(LoggingConfigurable):
     async def _stop(self, ex: Execution, reason: str) -> None:
         if ex.is_done:
             return
-        if ex.stop_reason is None:
-            ex.stop_reason = reason
-            if ex.task is not None and ex.cancellable:
-                ex.task.cancel()
+        ex.request_stop(reason)
         await ex.finished.wait()
 
     async def _stop_and_settle(self, ex: Execution, reason: str) -> None:

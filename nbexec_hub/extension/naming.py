@@ -68,16 +68,22 @@ def to_api_path(root_dir: str, os_path: str) -> str:
     return os.path.relpath(os_path, root_dir).replace(os.sep, "/")
 
 
-def numbered_output_name(notebook_os_path: str, number: int) -> str:
-    """``<folder>/<stem>-Executed<N>.ipynb`` for a notebook."""
+def _numbered_prefix(notebook_os_path: str) -> str:
+    """``<folder>/<stem>-Executed``: a numbered output's name up to its N."""
     folder, name = os.path.split(notebook_os_path)
     stem = name[: -len(".ipynb")] if name.endswith(".ipynb") else name
-    return os.path.join(folder, f"{stem}-Executed{number}.ipynb")
+    return os.path.join(folder, f"{stem}-Executed")
 
 
-def _numbers_taken(folder: str, stem: str) -> set[int]:
-    """The N of every ``<stem>-Executed<N>.ipynb`` in a folder."""
-    prefix, suffix = f"{stem}-Executed", ".ipynb"
+def numbered_output_name(notebook_os_path: str, number: int) -> str:
+    """``<folder>/<stem>-Executed<N>.ipynb`` for a notebook."""
+    return f"{_numbered_prefix(notebook_os_path)}{number}.ipynb"
+
+
+def _numbers_taken(notebook_os_path: str) -> set[int]:
+    """The N of every ``<stem>-Executed<N>.ipynb`` beside a notebook."""
+    folder, prefix = os.path.split(_numbered_prefix(notebook_os_path))
+    suffix = ".ipynb"
     taken: set[int] = set()
     try:
         entries = os.scandir(folder)
@@ -157,10 +163,8 @@ class OutputReservations:
         beside it; probing each name in turn cost a path resolution apiece); the exclusive
         creation still decides, so a name taken meanwhile by another process is skipped.
         """
-        folder, name = os.path.split(notebook_os_path)
-        stem = name[: -len(".ipynb")] if name.endswith(".ipynb") else name
-        taken = await asyncio.to_thread(_numbers_taken, folder, stem)
-        real_folder = os.path.realpath(folder)
+        taken = await asyncio.to_thread(_numbers_taken, notebook_os_path)
+        real_folder = os.path.realpath(os.path.dirname(notebook_os_path))
         for number in itertools.count(1):
             if number in taken:
                 continue

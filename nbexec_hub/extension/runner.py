@@ -205,8 +205,10 @@ class NotebookRunner:
                     await client.async_start_new_kernel_client()
                 if self._lease.prepare:
                     await self._prepare(client, self._lease.prepare)
+                # someone restarting the kernel (it is listed) took the run's state
                 self._activity = self.kernels.take_over_activity(
-                    self._lease.kernel_id, on_restart=self._kernel_restarted
+                    self._lease.kernel_id,
+                    on_restart=lambda: ex.request_stop("the kernel was restarted"),
                 )
                 client.on_message = self._activity.record
                 metrics.observe_kernel_start(self._lease.warm, time.monotonic() - asked_at)
@@ -248,14 +250,6 @@ class NotebookRunner:
             raise RuntimeError(
                 f"preparing the warm kernel failed: {content.get('ename')}: {content.get('evalue')}"
             )
-
-    def _kernel_restarted(self) -> None:
-        """Someone restarted the run's kernel: its state is gone, the run ends."""
-        ex = self.execution
-        if not ex.is_done and ex.stop_reason is None:
-            ex.stop_reason = "the kernel was restarted"
-            if ex.task is not None and ex.cancellable:
-                ex.task.cancel()
 
     async def _release_kernel(self) -> None:
         activity, self._activity = self._activity, None

@@ -197,8 +197,8 @@ async def test_numbered_reservation_takes_the_smallest_free_number(tmp_path, mon
     # a name taken between the listing and the creation (another process) is skipped
     real_numbers_taken = naming._numbers_taken
 
-    def stale(folder, stem):
-        taken = real_numbers_taken(folder, stem)
+    def stale(notebook_os_path):
+        taken = real_numbers_taken(notebook_os_path)
         (tmp_path / "nb-Executed8.ipynb").write_text("theirs")
         return taken
     monkeypatch.setattr(naming, "_numbers_taken", stale)
