@@ -21,8 +21,9 @@ import psutil
 from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
 
 from benchmarks import common
+from nbexec_hub.extension.client_handshake import connect_client
 from nbexec_hub.extension.forking import KernelForker
-from nbexec_hub.extension.kernels import ServerKernels, connect_client
+from nbexec_hub.extension.kernels import ServerKernels
 from nbexec_hub.extension.provisioner import make_default_provisioner
 
 LOG = logging.getLogger("bench_kernel_start")
@@ -33,7 +34,7 @@ async def start_ready(kernels: ServerKernels) -> tuple[float, str, int]:
     started = time.perf_counter()
     lease = await kernels.start("python3", "bench/nb.ipynb")
     client = lease.manager.client()
-    await connect_client(lease.manager, client, timeout=60)
+    await connect_client(client, 60, lease.manager.is_alive)
     seconds = time.perf_counter() - started
     client.stop_channels()
     return seconds, lease.kernel_id, lease.manager.provisioner.pid

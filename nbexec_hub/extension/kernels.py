@@ -6,14 +6,12 @@ running kernels, and their activity counts for the server's ``last_activity``.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from queue import Empty
 from typing import Any
 
 from jupyter_core.paths import jupyter_runtime_dir
@@ -154,67 +152,6 @@ class KernelLease:
     kernel_info: dict[str, Any] | None = None
 
 
-async def connect_client(km: Any, kc: Any, timeout: float) -> dict[str, Any]:
-    """Start a client's channels and return the kernel's kernel_info reply once both the
-    shell and the IOPub channel are proven connected (the reply, and its idle status).
-
-    jupyter_client's ``wait_for_ready`` drains IOPub for a fixed fifth of a second
-    instead; here the kernel's own idle status says when IOPub is there.
-
-    No heartbeat channel: it is a thread with a ZMQ context of its own per client, which
-    nothing reads (the client asks the kernel's manager whether the kernel is alive), and
-    a client stopped just after it started (a kernel dead at birth) raced its thread,
-    which then died on "Too many open files" creating its socket in the destroyed context.
-    """
-    kc.start_channels(hb=False)
-    kc.allow_stdin = False
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        if not await ensure_async(km.is_alive()):
-            raise RuntimeError("the kernel died before replying to kernel_info")
-        msg_id = kc.kernel_info()
-        reply = await _reply_to(kc, msg_id, min(5.0, max(0.0, deadline - loop.time())))
-        if reply is not None and await _iopub_idle(kc, msg_id, 0.5):
-            return reply
-    raise RuntimeError(f"the kernel did not answer kernel_info within {timeout:g} s")
-
-
-async def _first_match(
-    get_msg: Callable[..., Any], matches: Callable[[dict[str, Any]], bool], timeout: float
-) -> dict[str, Any] | None:
-    """The first message from a channel that ``matches`` (others skipped), or None on timeout."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while (left := deadline - loop.time()) > 0:
-        try:
-            msg = await get_msg(timeout=left)
-        except Empty:
-            return None
-        if matches(msg):
-            return msg
-    return None
-
-
-async def _reply_to(kc: Any, msg_id: str, timeout: float) -> dict[str, Any] | None:
-    """The shell reply to ``msg_id`` (older replies skipped), or None on timeout."""
-    return await _first_match(
-        kc.get_shell_msg, lambda msg: msg["parent_header"].get("msg_id") == msg_id, timeout
-    )
-
-
-async def _iopub_idle(kc: Any, msg_id: str, timeout: float) -> bool:
-    """Whether IOPub reports the request idle within ``timeout`` seconds."""
-    idle = await _first_match(
-        kc.get_iopub_msg,
-        lambda msg: msg["parent_header"].get("msg_id") == msg_id
-        and msg["msg_type"] == "status"
-        and msg["content"].get("execution_state") == "idle",
-        timeout,
-    )
-    return idle is not None
-
-
 class ServerKernels:
     """Fresh kernels from the server's MappingKernelManager, one per execution.
 
@@ -236,8 +173,10 @@ class ServerKernels:
         extra = await launch_kwargs(self.mkm, kernel_name, notebook_api_path)
         kernel_id = None
         if self.forker is not None:
-            kernel_id = str(uuid.uuid4())
-            expect_fork(kernel_id, self.forker)
+            # a spare of this notebook's last launch, if one waits, is this kernel
+            tag = (kernel_name, notebook_api_path)
+            kernel_id = await self.forker.claim_spare(tag) or str(uuid.uuid4())
+            expect_fork(kernel_id, self.forker, tag)
         try:
             kernel_id = await ensure_async(
                 self.mkm.start_kernel(
@@ -248,12 +187,20 @@ class ServerKernels:
             if kernel_id is not None:
                 forget_fork(kernel_id)
         km = self.mkm.get_kernel(kernel_id)
-        forked = bool(getattr(km.provisioner, "forked", False))
-        if self.forker is not None and not forked and not hasattr(km.provisioner, "forked"):
+        provisioner = km.provisioner
+        forked = bool(getattr(provisioner, "forked", False))
+        if self.forker is not None and not forked and not hasattr(provisioner, "forked"):
             self.forker.say_once(
                 f"kernel {kernel_name!r} has a provisioner of its own "
-                f"({type(km.provisioner).__name__})"
+                f"({type(provisioner).__name__})"
             )
+        if getattr(provisioner, "from_spare", False):
+            # it waited with a client connected: the run takes that client
+            client, provisioner.spare_client = provisioner.spare_client, None
+            # as km.client() would make it: its is_alive asks the kernel's manager
+            client.parent = km
+            return KernelLease(kernel_id, km, warm=True, forked=True, client=client,
+                               kernel_info=provisioner.spare_kernel_info)
         return KernelLease(kernel_id, km, forked=forked)
 
     def take_over_activity(

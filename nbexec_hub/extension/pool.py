@@ -27,7 +27,8 @@ from traitlets import Dict, Float, Integer, Unicode
 from traitlets.config import LoggingConfigurable
 
 from ..private_apis import adopt_kernel
-from .kernels import KernelActivity, KernelLease, ServerKernels, connect_client, shutdown_now
+from .client_handshake import connect_client
+from .kernels import KernelActivity, KernelLease, ServerKernels, shutdown_now
 from .launch import launch_kwargs, session_name
 
 
@@ -254,7 +255,7 @@ class WarmKernelPool(LoggingConfigurable):
             )
             km = self.mkm.get_kernel(kernel_id)
             pooled.client = km.client()
-            pooled.kernel_info = await connect_client(km, pooled.client, timeout=60)
+            pooled.kernel_info = await connect_client(pooled.client, 60, km.is_alive)
         except asyncio.CancelledError:
             pooled.disconnect()
             if kernel_id is not None:

@@ -10,35 +10,53 @@ working directory the manager prepared, and its ports bound by the kernel itself
 connection file carries port 0 until the kernel writes the ports it bound), so no port
 can be taken between choosing and binding it. Poll, wait, signals, kill, terminate and
 clean-up act on the forked process (and its session's group, as for spawned kernels).
+
+A kernel id announced with a claimed spare (forking.py) gets that spare as its process
+when the launch the manager prepared is the spare's, exactly; the manager's session key
+is the spare's from the start, so its connection file and messages are the spare's.
+Otherwise the spare is ended and the kernel forked afresh. After every forked launch the
+forker is told, and forks the next spare.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
+from collections.abc import Hashable
 from typing import Any
 
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning import LocalProvisioner
 
-from .forking import ForkedProcess, ForkUnavailable, KernelForker
+from .forking import (
+    PORT_NAMES,
+    ForkedProcess,
+    ForkUnavailable,
+    KernelForker,
+    Launch,
+    Spare,
+    bound_ports,
+    write_connection_file,
+)
 
 PROVISIONER_NAME = "nbexec-forking-provisioner"
-PORT_NAMES = ("shell_port", "iopub_port", "stdin_port", "hb_port", "control_port")
+#: connection settings a spare must share with the launch it serves (key and ports aside)
+SETTINGS = ("ip", "transport", "signature_scheme", "kernel_name")
 
-#: kernels to fork, by kernel id, with the forker to ask
-_expected: dict[str, KernelForker] = {}
+#: kernels to fork, by kernel id, with the forker to ask and the launch's tag
+_expected: dict[str, tuple[KernelForker, Hashable]] = {}
 
 
-def expect_fork(kernel_id: str, forker: KernelForker) -> None:
-    """Fork the kernel that will be started with this id (if it can be forked)."""
-    _expected[kernel_id] = forker
+def expect_fork(kernel_id: str, forker: KernelForker, tag: Hashable = None) -> None:
+    """Fork the kernel that will be started with this id (if it can be forked); ``tag``
+    is what a spare of its launch is found by (`KernelForker.claim_spare`)."""
+    _expected[kernel_id] = (forker, tag)
 
 
 def forget_fork(kernel_id: str) -> None:
     """The start of that kernel is over, forked or not."""
-    _expected.pop(kernel_id, None)
+    expected = _expected.pop(kernel_id, None)
+    if expected is not None:
+        expected[0].release_claim(kernel_id)
 
 
 class ForkingProvisioner(LocalProvisioner):  # type: ignore[misc]
@@ -46,18 +64,29 @@ class ForkingProvisioner(LocalProvisioner):  # type: ignore[misc]
 
     forker: KernelForker | None = None
     forked = False
+    #: whether the kernel is a spare forked before it was asked for; if so, the client
+    #: connected to it while it waited and the kernel_info reply it got (for the run)
+    from_spare = False
+    spare_client: Any = None
+    spare_kernel_info: dict[str, Any] | None = None
     #: why this kernel was spawned although it was to be forked
     fallback_reason: str | None = None
+    _tag: Hashable = None
+    _spare: Spare | None = None
 
     async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
-        """As LocalProvisioner; a kernel to fork gets no ports from the port cache."""
-        self.forker = _expected.pop(self.kernel_id, None)
-        self.forked = False
+        """As LocalProvisioner; a kernel to fork gets no ports from the port cache, and one
+        with a claimed spare the spare's session key."""
+        self.forker, self._tag = _expected.pop(self.kernel_id, (None, None))
+        self.forked = self.from_spare = False
         km = self.parent
         if self.forker is not None and km is not None and km.transport == "tcp":
             km.cache_ports = False  # the kernel binds its own
+            self._spare = self.forker.take_spare(self.kernel_id)
+            if self._spare is not None:
+                km.session.key = self._spare.key.encode()
         elif self.forker is not None:
-            self.forker = None
+            self.forker = None  # forget_fork ends a spare claimed for it
         return await super().pre_launch(**kwargs)
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
@@ -69,24 +98,60 @@ class ForkingProvisioner(LocalProvisioner):  # type: ignore[misc]
             except ForkUnavailable as exc:
                 self.fallback_reason = str(exc)
                 forker.say_once(str(exc))
-                self._write_connection_file(self.connection_info)
+                write_connection_file(self.parent.connection_file, self.connection_info)
         return await super().launch_kernel(cmd, **kwargs)
+
+    def _launch(self, cmd: list[str], env: dict[str, str], cwd: str) -> Launch:
+        km = self.parent
+        info = self.connection_info
+        return Launch(
+            kernel_id=self.kernel_id,
+            cmd=tuple(cmd),
+            env=env,
+            cwd=cwd,
+            connection_file=km.connection_file,
+            settings=tuple((name, info[name]) for name in SETTINGS if name in info),
+            tag=self._tag,
+        )
+
+    def _spare_process(self, forker: KernelForker, launch: Launch) -> Spare | None:
+        """The claimed spare, when it is a fresh kernel of this launch; else it is ended."""
+        spare, self._spare = self._spare, None
+        if spare is None:
+            return None
+        if any(name.startswith("curve_") for name in self.connection_info):
+            reason: str | None = "the kernel's transport is encrypted"
+        else:
+            reason = spare.unfit(launch)
+        if reason is None:
+            return spare
+        self.log.debug("nbexec: spare kernel not used: %s", reason)
+        forker.release_claim(self.kernel_id)
+        return None
 
     async def _fork(
         self, forker: KernelForker, cmd: list[str], kwargs: dict[str, Any]
     ) -> KernelConnectionInfo:
         km = self.parent
         info = dict(self.connection_info)
-        self._write_connection_file({**info, **dict.fromkeys(PORT_NAMES, 0)})
         env = dict(kwargs.get("env") or os.environ)
         cwd = str(kwargs.get("cwd") or os.getcwd())
-        process = await forker.fork(cmd, env, cwd)
+        launch = self._launch(cmd, env, cwd)
+        spare = self._spare_process(forker, launch)
+        if spare is not None:
+            process, ports, self.spare_client, self.spare_kernel_info = spare.hand_over()
+            forker.spares_used += 1
+            self.from_spare = True
+        else:
+            write_connection_file(km.connection_file, {**info, **dict.fromkeys(PORT_NAMES, 0)})
+            process = await forker.fork(cmd, env, cwd)
         self.process = process
         self.pid = self.pgid = process.pid  # the child starts a session of its own
         self.cwd = cwd
         self.forked = True
         try:
-            ports = await self._bound_ports(process, km.connection_file, timeout=60.0)
+            if spare is None:
+                ports = await bound_ports(process, km.connection_file, timeout=60.0)
         except Exception as exc:
             # a child that fails where a spawned kernel might not: spawn this one
             await self.kill()
@@ -100,44 +165,19 @@ class ForkingProvisioner(LocalProvisioner):  # type: ignore[misc]
         self.connection_info = info
         for name, port in ports.items():  # load_connection_info keeps ports already set
             setattr(km, name, port)
+        if spare is not None:  # the manager wrote the file with no ports meanwhile
+            write_connection_file(km.connection_file, info)
+        if not any(name.startswith("curve_") for name in info):
+            forker.launched(launch)
         return info
-
-    def _write_connection_file(self, info: dict[str, Any]) -> None:
-        """Write the connection file as jupyter_client does (owner-only), from ``info``."""
-        km = self.parent
-        data = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in info.items()}
-        path = km.connection_file
-        tmp = f"{path}.{os.getpid()}.tmp"
-        fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-        os.replace(tmp, path)
-
-    @staticmethod
-    async def _bound_ports(
-        process: ForkedProcess, connection_file: str, timeout: float
-    ) -> dict[str, int]:
-        """The ports the kernel bound, once it has written them into its connection file."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while loop.time() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"the forked kernel exited with {process.returncode}")
-            try:
-                with open(connection_file) as f:
-                    written = json.load(f)
-                ports = {name: int(written.get(name) or 0) for name in PORT_NAMES}
-            except (OSError, ValueError):
-                ports = {}  # being written
-            if ports and all(ports.values()):
-                return ports
-            await asyncio.sleep(0.005)
-        raise RuntimeError(f"the forked kernel bound no ports within {timeout:g} s")
 
     async def cleanup(self, restart: bool = False) -> None:
         """Release the process handle (a forked kernel took nothing from the port cache)."""
         if isinstance(self.process, ForkedProcess):
             self.process.close()
+        client, self.spare_client = self.spare_client, None
+        if client is not None:  # a spare's client no run took
+            client.stop_channels()
         await super().cleanup(restart=restart)
 
     async def get_provisioner_info(self) -> dict[str, Any]:

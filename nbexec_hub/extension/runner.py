@@ -23,8 +23,9 @@ from nbformat import NotebookNode
 from ..protocol import OUTPUT
 from . import metrics
 from .checkpoint import Checkpointer
+from .client_handshake import connect_client, kernel_info
 from .execution import Execution
-from .kernels import KernelActivity, KernelLease, connect_client
+from .kernels import KernelActivity, KernelLease
 from .live_output import LiveNotebookClient, OutputEvents
 from .store import write_atomically
 
@@ -105,7 +106,7 @@ class NotebookRunner:
         self._current: tuple[NotebookNode, datetime] | None = None
         #: the running cell's outputs on their way out as ``output`` events
         self._outputs: OutputEvents | None = None
-        #: the kernel_info reply seen while connecting to a warm kernel (saves a round trip)
+        #: the kernel_info reply seen while connecting to the kernel (saves a round trip)
         self._kernel_info: dict[str, Any] | None = None
         #: whether any cell started: a run that ends before that "failed to start"
         self.cell_started = False
@@ -191,15 +192,17 @@ class NotebookRunner:
                 )
                 self._client = client
                 if self._lease.client is not None:
-                    # a warm kernel waits connected: no round trip here
+                    # a kernel that waited connected: one round trip proves it still runs
                     client.kc, self._lease.client = self._lease.client, None
-                    self._kernel_info = self._lease.kernel_info
+                    self._kernel_info = await kernel_info(
+                        client.kc, self.startup_timeout, self._lease.manager.is_alive
+                    )
                 elif self._lease.forked:
                     # nbclient's start drains IOPub for a fixed 0.2 s, twice what a forked
                     # kernel takes to start: wait for the kernel's own answers instead
                     client.kc = self._lease.manager.client()
                     self._kernel_info = await connect_client(
-                        self._lease.manager, client.kc, self.startup_timeout
+                        client.kc, self.startup_timeout, self._lease.manager.is_alive
                     )
                 else:
                     await client.async_start_new_kernel_client()
