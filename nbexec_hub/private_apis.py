@@ -9,8 +9,7 @@ Each entry says which versions it was written against and what happens when it i
   (``_xsrf_utils._needs_check_xsrf``, 4.1.4+), the OAuth callback's user cache, the data
   files path.
 - tornado (``tornado>=6.5``): closing one running client request's connection from outside.
-- jupyter_server (``jupyter_server>=2.4``): adopting a running kernel into the server's
-  kernel table, and a default ``last_activity`` for new kernels.
+- jupyter_server (``jupyter_server>=2.4``): a default ``last_activity`` for new kernels.
 """
 
 from __future__ import annotations
@@ -106,28 +105,6 @@ def close_request(request: HTTPRequest) -> None:
 def utcnow() -> datetime:
     """The time as jupyter_server stamps ``last_activity`` (aware, UTC)."""
     return datetime.now(timezone.utc)
-
-
-def adopt_kernel(from_mkm: Any, to_mkm: Any, kernel_id: str) -> Any:
-    """Move a running kernel from one MultiKernelManager's table into another's; its manager.
-
-    jupyter_server (2.4 to 2.x) has no public call for adopting a running kernel; this
-    sets what its ``start_kernel`` would have set (the table, the connection count, the
-    ports, the activity watch), so the kernel is listed by ``GET /api/kernels``, counts as
-    activity and is shut down by the server like any of its own.
-    """
-    from_mkm.stop_watching_activity(kernel_id)
-    from_mkm._kernel_connections.pop(kernel_id, None)
-    from_mkm._kernel_ports.pop(kernel_id, None)
-    km = from_mkm.remove_kernel(kernel_id)
-    to_mkm._kernels[kernel_id] = km
-    to_mkm._kernel_connections[kernel_id] = 0
-    to_mkm._kernel_ports[kernel_id] = km.ports
-    km.execution_state = "idle"
-    km.reason = ""
-    km.last_activity = utcnow()
-    to_mkm.start_watching_activity(kernel_id)
-    return km
 
 
 def give_new_kernels_a_last_activity(kernel_manager_class: type) -> None:

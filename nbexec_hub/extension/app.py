@@ -1,9 +1,9 @@
 """The Jupyter Server extension application: configuration, the manager, the routes.
 
 Each part is configured where it lives, in ``jupyter_server_config.py`` or on the command
-line: the app (``c.ExecutionExtensionApp.…``: request bounds, forking, the store's folder),
-``c.ExecutionManager.…`` (concurrency, kernel start, checkpoints), ``c.WarmKernelPool.…``
-and ``c.ExecutionHistory.…`` (retention). The app builds each with ``parent=self``.
+line: the app (``c.ExecutionExtensionApp.…``: request bounds, forking and spare kernels,
+the store's folder), ``c.ExecutionManager.…`` (concurrency, kernel start, checkpoints) and
+``c.ExecutionHistory.…`` (retention). The app builds each with ``parent=self``.
 """
 
 from __future__ import annotations
@@ -24,16 +24,22 @@ from .forking import KernelForker
 from .handlers import default_handlers
 from .kernels import ServerKernels
 from .manager import ExecutionManager
-from .pool import WarmKernelPool
 from .provisioner import make_default_provisioner
 from .store import ExecutionStore, StoreUnavailable
 
 #: the configurable parts the app builds with parent=self
-PARTS = (ExecutionManager, WarmKernelPool, ExecutionHistory)
+PARTS = (ExecutionManager, ExecutionHistory)
 #: traits that lived on the app and moved to the part using them: name -> its class name
 MOVED_TRAITS = {
     name: cls.__name__ for cls in PARTS for name in cls.class_trait_names(config=True)
 }
+
+#: the warm pool's section and traits (removed: forked kernels and their spare beat it)
+REMOVED_SECTION = "WarmKernelPool"
+REMOVED_TRAITS = (
+    "warm_kernels", "warm_kernels_max_total", "warm_kernel_max_idle",
+    "warm_kernel_check_interval", "warm_kernel_start_delay", "warm_kernel_refill_delay",
+)
 
 #: seconds between two retention checks (a finished execution also triggers one)
 RETENTION_CHECK_SECONDS = 3600.0
@@ -119,7 +125,6 @@ class ExecutionExtensionApp(ExtensionApp):
         return os.path.join(server.data_dir, "nbexec", f"executions-{digest}")
 
     manager: ExecutionManager | None = None
-    pool: WarmKernelPool | None = None
     forker: KernelForker | None = None
     _retention: PeriodicCallback | None = None
     _template_timer: object | None = None
@@ -130,14 +135,8 @@ class ExecutionExtensionApp(ExtensionApp):
         server = self.serverapp
         assert server is not None
         self._adopt_moved_config()
-        kernels: ServerKernels | WarmKernelPool = ServerKernels(
-            server.kernel_manager, self.log, forker=self._kernel_forker()
-        )
-        pool = WarmKernelPool(parent=self, log=self.log, fresh=kernels,
-                              forked=self.forker is not None)
-        if pool.sizes:
-            self.pool = kernels = pool
-            IOLoop.current().call_later(pool.warm_kernel_start_delay, pool.start_filling)
+        self._warn_removed_config()
+        kernels = ServerKernels(server.kernel_manager, self.log, forker=self._kernel_forker())
         history = ExecutionHistory(
             self._open_store(), root_dir=server.root_dir, parent=self, log=self.log
         )
@@ -176,6 +175,23 @@ class ExecutionExtensionApp(ExtensionApp):
                 target[name] = section[name]
             self.log.warning(
                 "nbexec: c.%s.%s is now c.%s.%s", type(self).__name__, name, owner, name
+            )
+
+    def _warn_removed_config(self) -> None:
+        """Say that the warm pool's traits do nothing any more, and what replaced them."""
+        given = [
+            f"c.{REMOVED_SECTION}.{name}" for name in self.config.get(REMOVED_SECTION) or {}
+        ] + [
+            f"c.{type(self).__name__}.{name}"
+            for name in self.config.get(type(self).__name__) or {}
+            if name in REMOVED_TRAITS
+        ]
+        if given:
+            self.log.warning(
+                "nbexec: %s: the warm kernel pool is gone and these settings do nothing. "
+                "Kernels are forked, and a spare of the last launch waits for the next run "
+                "(c.%s.fork_kernels, c.%s.spare_kernel).",
+                ", ".join(given), type(self).__name__, type(self).__name__,
             )
 
     def _kernel_forker(self) -> KernelForker | None:
@@ -239,7 +255,7 @@ class ExecutionExtensionApp(ExtensionApp):
             IOLoop.current().remove_timeout(self._template_timer)
         if self.manager is not None:
             await self.manager.stop()
-        if self.forker is not None:  # the pool, when on, does not close its fresh kernels
+        if self.forker is not None:  # its template, and the spare
             await self.forker.close()
         if self._activity_task is not None:
             self._activity_task.cancel()

@@ -59,7 +59,7 @@ class Execution:
         self.kernel_id: str | None = None
         #: the kernel name actually used
         self.kernel_name: str | None = None
-        #: whether a pre-started kernel from the warm pool ran it
+        #: whether a spare kernel (forked before the run asked for it) ran it
         self.warm_kernel = False
         #: why it is being stopped from outside (shutdown action, deletion, server stop)
         self.stop_reason: str | None = None

@@ -422,14 +422,14 @@ class Spare:
             return "IPython's configuration or start-up files changed"
         return None
 
-    def hand_over(self) -> tuple[ForkedProcess, dict[str, int], Any, dict[str, Any] | None]:
-        """Its process, ports, connected client and kernel_info reply, for the kernel it
-        becomes (it is no spare after that)."""
+    def hand_over(self) -> tuple[ForkedProcess, dict[str, int], Any]:
+        """Its process, ports and connected client, for the kernel it becomes (it is no
+        spare after that)."""
         assert self.process is not None and self.ports is not None
         process, self.process = self.process, None
         client, self.client = self.client, None
         self.used = True
-        return process, self.ports, client, self.kernel_info
+        return process, self.ports, client
 
     async def connect(self, timeout: float) -> None:
         """Connect a client, as a run would, so that the run finds both channels ready."""

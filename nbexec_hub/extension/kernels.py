@@ -142,14 +142,17 @@ class KernelLease:
 
     kernel_id: str
     manager: Any  # the kernel's own KernelManager, as nbclient wants it
-    warm: bool = False
     #: forked from the kernel template (forking.py) rather than spawned
     forked: bool = False
-    #: silent code to run before the first cell (a warm kernel's move to the notebook)
-    prepare: str | None = None
-    #: a client already connected to the kernel (a warm one's), and its kernel_info reply
+    #: a spare: forked before it was asked for, waiting (the model's ``warm_kernel``)
+    warm: bool = False
+    #: a client connected to the kernel while it waited (a spare's)
     client: Any = None
-    kernel_info: dict[str, Any] | None = None
+
+    @property
+    def origin(self) -> str:
+        """How the kernel was started, as the metrics label it."""
+        return "spare" if self.warm else "forked" if self.forked else "spawned"
 
 
 class ServerKernels:
@@ -199,8 +202,7 @@ class ServerKernels:
             client, provisioner.spare_client = provisioner.spare_client, None
             # as km.client() would make it: its is_alive asks the kernel's manager
             client.parent = km
-            return KernelLease(kernel_id, km, warm=True, forked=True, client=client,
-                               kernel_info=provisioner.spare_kernel_info)
+            return KernelLease(kernel_id, km, forked=True, warm=True, client=client)
         return KernelLease(kernel_id, km, forked=forked)
 
     def take_over_activity(

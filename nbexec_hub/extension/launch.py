@@ -1,4 +1,4 @@
-"""What a server-side runner adds to a kernel's launch (contract A.3), warm or fresh.
+"""What a server-side runner adds to a kernel's launch (contract A.3).
 
 - IPython history in memory (``--HistoryManager.hist_file=:memory:``, as nbclient launches
   kernels): concurrent kernels writing the user's ``history.sqlite`` contend for its lock,

@@ -20,8 +20,8 @@ from ..protocol import FINAL_EVENTS, NOTEBOOK_START, OUTPUT
 
 #: the final statuses of an execution as counted (its ``status`` field is free text)
 FINAL_STATUSES = ("completed", "error", "interrupted", "shut_down")
-#: how an execution got its kernel: started for it, or taken from the warm pool
-KERNEL_ORIGINS = ("spawned", "warm")
+#: how an execution got its kernel: spawned or forked for it, or a spare forked beforehand
+KERNEL_ORIGINS = ("spawned", "forked", "spare")
 #: the ``output_type`` of live output events (A.5); anything else counts as "other"
 OUTPUT_TYPES = (
     "stream", "display_data", "update_display_data", "execute_result", "error",
@@ -50,7 +50,7 @@ EXECUTION_DURATION = Histogram(
 KERNEL_START_DURATION = Histogram(
     "nbexec_kernel_start_duration_seconds",
     "Time from asking for a kernel to it being ready for the first cell, by origin "
-    "(spawned for the execution, or warm: taken from the pool and prepared)",
+    "(spawned or forked for the execution, or spare: forked beforehand and waiting)",
     ["origin"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60, float("inf")),
 )
@@ -129,9 +129,9 @@ def on_event(ex: Any, event: dict[str, Any]) -> None:
             )
 
 
-def observe_kernel_start(warm: bool, seconds: float) -> None:
-    """A kernel became ready for an execution after ``seconds``."""
-    KERNEL_START_DURATION.labels(origin="warm" if warm else "spawned").observe(seconds)
+def observe_kernel_start(origin: str, seconds: float) -> None:
+    """A kernel (of `KERNEL_ORIGINS`) became ready for an execution after ``seconds``."""
+    KERNEL_START_DURATION.labels(origin=origin).observe(seconds)
 
 
 def count_checkpoint(written: bool) -> None:

@@ -65,10 +65,9 @@ class ForkingProvisioner(LocalProvisioner):  # type: ignore[misc]
     forker: KernelForker | None = None
     forked = False
     #: whether the kernel is a spare forked before it was asked for; if so, the client
-    #: connected to it while it waited and the kernel_info reply it got (for the run)
+    #: connected to it while it waited (for the run)
     from_spare = False
     spare_client: Any = None
-    spare_kernel_info: dict[str, Any] | None = None
     #: why this kernel was spawned although it was to be forked
     fallback_reason: str | None = None
     _tag: Hashable = None
@@ -139,7 +138,7 @@ class ForkingProvisioner(LocalProvisioner):  # type: ignore[misc]
         launch = self._launch(cmd, env, cwd)
         spare = self._spare_process(forker, launch)
         if spare is not None:
-            process, ports, self.spare_client, self.spare_kernel_info = spare.hand_over()
+            process, ports, self.spare_client = spare.hand_over()
             forker.spares_used += 1
             self.from_spare = True
         else:

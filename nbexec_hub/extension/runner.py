@@ -206,15 +206,13 @@ class NotebookRunner:
                     )
                 else:
                     await client.async_start_new_kernel_client()
-                if self._lease.prepare:
-                    await self._prepare(client, self._lease.prepare)
                 # someone restarting the kernel (it is listed) took the run's state
                 self._activity = self.kernels.take_over_activity(
                     self._lease.kernel_id,
                     on_restart=lambda: ex.request_stop("the kernel was restarted"),
                 )
                 client.on_message = self._activity.record
-                metrics.observe_kernel_start(self._lease.warm, time.monotonic() - asked_at)
+                metrics.observe_kernel_start(self._lease.origin, time.monotonic() - asked_at)
                 return client
             except Exception as exc:
                 last_error = exc
@@ -242,18 +240,6 @@ class NotebookRunner:
                 await self.kernels.discard(lease.kernel_id)
             raise
 
-    async def _prepare(self, client: NotebookClient, code: str) -> None:
-        """Run a warm kernel's preparation silently; it must succeed."""
-        assert client.kc is not None
-        reply = await client.async_wait_for_reply(
-            client.kc.execute(code, silent=True, store_history=False)
-        )
-        if reply is None or reply["content"].get("status") != "ok":
-            content = (reply or {}).get("content", {})
-            raise RuntimeError(
-                f"preparing the warm kernel failed: {content.get('ename')}: {content.get('evalue')}"
-            )
-
     async def _release_kernel(self) -> None:
         activity, self._activity = self._activity, None
         if activity is not None:
@@ -267,7 +253,7 @@ class NotebookRunner:
         lease, self._lease = self._lease, None
         self.execution.kernel_id = None
         if lease is not None:
-            if lease.client is not None:  # a warm kernel's client never handed to nbclient
+            if lease.client is not None:  # a spare's client never handed to nbclient
                 lease.client.stop_channels()
             await self.kernels.discard(lease.kernel_id)
 

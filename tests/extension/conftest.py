@@ -29,8 +29,7 @@ async def jp_asyncio_loop():
 @pytest.fixture
 def jp_server_config():
     """The server under test: the extension enabled, a generous concurrency limit."""
-    # fresh kernels; test_ext_pool.py turns the pool on
-    return server_config(keepalive_seconds=0.5, activity_interval=0.2, warm_kernels={})
+    return server_config(keepalive_seconds=0.5, activity_interval=0.2)
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ class ReadOnlyAuthorizer(Authorizer):
 @pytest.fixture
 def jp_server_config():
     """The extension on a server whose authorizer allows only reading."""
-    config = server_config(warm_kernels={})
+    config = server_config()
     config["ServerApp"]["authorizer_class"] = ReadOnlyAuthorizer
     return config
 

@@ -1,12 +1,14 @@
 """Issue 10, item 6: kernels' connection files (their HMAC keys) never touch user folders.
 
-Every kernel the extension starts, warm or fresh, writes its connection file into the
-Jupyter runtime folder and removes it when it ends. The server process runs from the
-served root here, as ``jupyterhub-singleuser`` runs from the user's home.
+Every kernel the extension starts, forked, spare or spawned, writes its connection file
+into the Jupyter runtime folder (owner-only) and removes it when it ends. The server
+process runs from the served root here, as ``jupyterhub-singleuser`` runs from the user's
+home.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -17,7 +19,7 @@ import pytest
 from jupyter_client.multikernelmanager import AsyncMultiKernelManager
 
 from nbexec_hub.extension.kernels import ServerKernels
-from tests.support.ext_helpers import WARM_POOL_OF_ONE, server_config, settle, stream_text
+from tests.support.ext_helpers import server_config, settle, stream_text
 
 PROBE = (
     "import os, json\n"
@@ -29,8 +31,8 @@ PROBE = (
 
 @pytest.fixture
 def jp_server_config():
-    """A pool of one warm python3 kernel, checked often."""
-    return server_config(**WARM_POOL_OF_ONE)
+    """Forked kernels with a spare (the defaults)."""
+    return server_config(fork_kernels=True, spare_kernel=True)
 
 
 @pytest.fixture
@@ -57,28 +59,36 @@ async def test_connection_files_live_in_the_runtime_dir(
     root_as_cwd, jp_serverapp, manager, run
 ):
     runtime = Path(os.path.realpath(jp_serverapp.runtime_dir))
-    pool = manager.kernels
-    await pool.wait_ready("python3", 1, timeout=60)
-    waiting = pool.mkm.get_kernel(pool.mkm.list_kernel_ids()[0]).connection_file
-    assert Path(waiting).parent.resolve() == runtime and Path(waiting).exists()
+    forker = manager.kernels.forker
+    forked = await run(chunked=True, notebook="sub/probe.ipynb")
+    assert forked[-1]["execution"]["warm_kernel"] is False
+    for _ in range(1500):
+        if forker.spare is not None and forker.spare.ready:
+            break
+        await asyncio.sleep(0.02)
+    spare = forker.spare
+    waiting = Path(spare.launch.connection_file)
+    assert waiting.parent.resolve() == runtime and waiting.exists()
+    assert waiting.stat().st_mode & 0o077 == 0
 
-    warm = await run(chunked=True, notebook="sub/probe.ipynb")
-    assert warm[-1]["execution"]["warm_kernel"] is True
-    manager.kernels = pool.fresh
+    on_spare = await run(chunked=True, notebook="sub/probe.ipynb")
+    assert on_spare[-1]["execution"]["warm_kernel"] is True
+    assert probed(on_spare)["file"] == str(waiting.resolve())  # its own, named for its id
+    manager.kernels.forker = None  # spawned, as for a kernelspec that cannot be forked
     try:
-        fresh = await run(chunked=True, notebook="sub/probe.ipynb")
+        spawned = await run(chunked=True, notebook="sub/probe.ipynb")
     finally:
-        manager.kernels = pool
-    assert fresh[-1]["execution"]["warm_kernel"] is False
+        manager.kernels.forker = forker
+    assert spawned[-1]["execution"]["warm_kernel"] is False
     await settle(manager)
 
-    for events in (warm, fresh):
+    for events in (forked, on_spare, spawned):
         seen = probed(events)
         assert seen["exists"] and Path(seen["file"]).parent == runtime
         assert not Path(seen["file"]).exists()  # removed with its kernel
     assert connection_files(root_as_cwd) == []
 
-    await pool.close()  # what a server shutdown does
+    await forker.close()  # what a server shutdown does (it ends the next spare too)
     assert connection_files(runtime) == [] and connection_files(root_as_cwd) == []
 
 

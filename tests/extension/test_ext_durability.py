@@ -16,7 +16,6 @@ import nbformat
 import pytest
 
 from tests.support.ext_helpers import (
-    WARM_POOL_OF_ONE,
     read_json,
     server_config,
     stream_text,
@@ -42,7 +41,6 @@ def write_notebook(path, *sources: str) -> None:
 def jp_server_config(tmp_path):
     """Fresh kernels, a store in the test's folder, quick checkpoints, no log kept in memory."""
     return server_config(
-        warm_kernels={},
         store_path=str(tmp_path / "store"),
         checkpoint_min_interval=0.2,
         checkpoint_max_interval=0.5,
@@ -68,12 +66,15 @@ async def test_a_fresh_kernel_keeps_history_in_memory_and_knows_its_session(run,
     assert os.path.realpath(facts["env"]) == expected
 
 
-@pytest.mark.parametrize("jp_server_config", [server_config(**WARM_POOL_OF_ONE)])
-async def test_a_warm_kernel_keeps_history_in_memory_and_knows_its_session(
+async def test_a_spare_kernel_keeps_history_in_memory_and_knows_its_session(
     run, manager, jp_root_dir
 ):
     write_notebook(jp_root_dir / "deep" / "facts.ipynb", FACTS)
-    await manager.kernels.wait_ready("python3", 1, timeout=60)
+    await run(chunked=True, notebook="deep/facts.ipynb")  # its launch is the spare's
+    for _ in range(1500):
+        if manager.kernels.forker.spare is not None and manager.kernels.forker.spare.ready:
+            break
+        await asyncio.sleep(0.02)
     events = await run(chunked=True, notebook="deep/facts.ipynb")
     assert events[-1]["execution"]["warm_kernel"] is True
     facts = json.loads(stream_text(events[-2]["cell"]))
@@ -167,7 +168,7 @@ async def test_the_store_folder_and_format_file(manager, tmp_path):
     assert owner["pid"] == os.getpid()
 
 
-@pytest.mark.parametrize("jp_server_config", [server_config(warm_kernels={})])
+@pytest.mark.parametrize("jp_server_config", [server_config()])
 async def test_the_default_store_is_in_the_data_folder_keyed_by_root(
     manager, jp_serverapp, jp_data_dir, monkeypatch
 ):

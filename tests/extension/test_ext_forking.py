@@ -56,7 +56,7 @@ LEAVE_TRACES = (
 @pytest.fixture
 def jp_server_config():
     """Fresh kernels, forked."""
-    return server_config(warm_kernels={}, fork_kernels=True)
+    return server_config(fork_kernels=True)
 
 
 def write_notebook(path, *sources: str) -> None:
@@ -212,7 +212,7 @@ async def test_fifty_forked_runs_at_once_complete(run, manager, jp_root_dir):
 
 
 @pytest.mark.parametrize(
-    "jp_server_config", [server_config(warm_kernels={}, fork_kernels=False)]
+    "jp_server_config", [server_config(fork_kernels=False)]
 )
 async def test_the_trait_turns_forking_off(run, manager, jp_root_dir):
     assert manager.kernels.forker is None
@@ -222,7 +222,7 @@ async def test_the_trait_turns_forking_off(run, manager, jp_root_dir):
 
 
 @pytest.mark.parametrize(
-    "jp_server_config", [server_config(warm_kernels={}, fork_kernels=True, spare_kernel=False)]
+    "jp_server_config", [server_config(fork_kernels=True, spare_kernel=False)]
 )
 async def test_a_forked_kernel_failing_to_start_is_spawned_instead(run, manager, jp_root_dir):
     write_notebook(jp_root_dir / "one.ipynb", "print(1)")
@@ -263,7 +263,7 @@ async def test_the_template_ends_when_its_server_goes():
 
 @pytest.mark.parametrize(
     "jp_server_config",
-    [server_config(warm_kernels={}, fork_kernels=True, fork_template_start_delay=0)],
+    [server_config(fork_kernels=True, fork_template_start_delay=0)],
 )
 async def test_the_template_starts_with_the_server_before_any_run(run, manager, jp_root_dir):
     forker = manager.kernels.forker
@@ -278,7 +278,7 @@ async def test_the_template_starts_with_the_server_before_any_run(run, manager, 
 
 @pytest.mark.parametrize(
     "jp_server_config",
-    [server_config(warm_kernels={}, fork_kernels=True, fork_template_start_delay=None)],
+    [server_config(fork_kernels=True, fork_template_start_delay=None)],
 )
 async def test_without_a_start_delay_the_first_run_starts_the_template(
     run, manager, jp_root_dir

@@ -6,11 +6,12 @@ test process starts: each test compares the scrapes before and after what it doe
 
 from __future__ import annotations
 
+import asyncio
 from urllib.parse import urlencode
 
 import pytest
 
-from tests.support.ext_helpers import WARM_POOL_OF_ONE, server_config, wait_done, wait_for_event
+from tests.support.ext_helpers import server_config, wait_done, wait_for_event
 from tests.support.metrics import Scrape
 
 #: a parameter value that must never show in the metrics
@@ -20,7 +21,7 @@ SECRET_VALUE = "zebra-quokka-7"
 @pytest.fixture
 def jp_server_config():
     """Fresh kernels; a checkpoint after every cell (so that short runs write some)."""
-    return server_config(warm_kernels={}, checkpoint_min_interval=0)
+    return server_config(checkpoint_min_interval=0)
 
 
 @pytest.fixture
@@ -46,7 +47,7 @@ async def test_every_series_starts_at_zero(scrape) -> None:
     for status in ("completed", "error", "interrupted", "shut_down"):
         assert metrics.value("nbexec_executions_ended_total", status=status) is not None
         assert metrics.value("nbexec_execution_duration_seconds_count", status=status) is not None
-    for origin in ("spawned", "warm"):
+    for origin in ("spawned", "forked", "spare"):
         count = metrics.value("nbexec_kernel_start_duration_seconds_count", origin=origin)
         assert count is not None
     for output_type in ("stream", "display_data", "execute_result", "error", "clear_output"):
@@ -68,9 +69,12 @@ async def test_a_completed_run_moves_its_counters(run, scrape, jp_auth_header) -
     assert after.delta(before, "nbexec_executions_ended_total", status="error") == 0
     assert after.delta(before, "nbexec_execution_duration_seconds_count", status="completed") == 1
     assert after.delta(before, "nbexec_execution_duration_seconds_sum", status="completed") > 0
-    assert after.delta(before, "nbexec_kernel_start_duration_seconds_count", origin="spawned") == 1
-    assert after.delta(before, "nbexec_kernel_start_duration_seconds_count", origin="warm") == 0
-    assert after.delta(before, "nbexec_kernel_start_duration_seconds_sum", origin="spawned") > 0
+    started = {
+        origin: after.delta(before, "nbexec_kernel_start_duration_seconds_count", origin=origin)
+        for origin in ("spawned", "forked", "spare")
+    }
+    assert started == {"spawned": 0, "forked": 1, "spare": 0}  # a first run: forked for it
+    assert after.delta(before, "nbexec_kernel_start_duration_seconds_sum", origin="forked") > 0
     outputs = [e for e in events if e["event"] == "output"]
     streams = sum(1 for e in outputs if e["output"]["output_type"] == "stream")
     results = sum(1 for e in outputs if e["output"]["output_type"] == "execute_result")
@@ -142,19 +146,32 @@ async def test_metrics_need_the_servers_credentials(jp_fetch) -> None:
     assert b"nbexec_" not in response.body
 
 
-class TestWarmKernels:
-    @pytest.fixture
-    def jp_server_config(self):
-        return server_config(**WARM_POOL_OF_ONE)
-
-    async def test_a_warm_kernel_start_is_labelled_warm(self, run, manager, scrape) -> None:
-        await manager.kernels.wait_ready("python3", 1, timeout=60)
+class TestKernelOrigins:
+    async def test_a_spare_kernel_start_is_labelled_spare(self, run, manager, scrape) -> None:
+        await run(chunked=True, notebook="simple.ipynb")
+        forker = manager.kernels.forker
+        for _ in range(1500):
+            if forker.spare is not None and forker.spare.ready:
+                break
+            await asyncio.sleep(0.02)
         before = await scrape()
         events = await run(chunked=True, notebook="simple.ipynb")
         final = events[-1]["execution"]
         assert final["status"] == "completed" and final["warm_kernel"] is True
         after = await scrape()
-        assert after.delta(before, "nbexec_kernel_start_duration_seconds_count", origin="warm") == 1
+        assert after.delta(
+            before, "nbexec_kernel_start_duration_seconds_count", origin="spare"
+        ) == 1
+        assert after.delta(
+            before, "nbexec_kernel_start_duration_seconds_count", origin="forked"
+        ) == 0
+
+    @pytest.mark.parametrize("jp_server_config", [server_config(fork_kernels=False)])
+    async def test_a_spawned_kernel_start_is_labelled_spawned(self, run, scrape) -> None:
+        before = await scrape()
+        events = await run(chunked=True, notebook="simple.ipynb")
+        assert events[-1]["execution"]["status"] == "completed"
+        after = await scrape()
         assert after.delta(
             before, "nbexec_kernel_start_duration_seconds_count", origin="spawned"
-        ) == 0
+        ) == 1

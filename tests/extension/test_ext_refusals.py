@@ -84,7 +84,7 @@ class TestHiddenFilesAllowed:
 
     @pytest.fixture
     def jp_server_config(self):
-        return {**server_config(warm_kernels={}), "ContentsManager": {"allow_hidden": True}}
+        return {**server_config(), "ContentsManager": {"allow_hidden": True}}
 
     async def test_hidden_output_paths_are_written(self, run, jp_fetch, manager, jp_root_dir):
         events = await run(

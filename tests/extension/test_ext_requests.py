@@ -247,10 +247,9 @@ async def test_kernel_runs_in_the_notebook_folder_and_shows_in_the_kernel_list(
     assert not [f for f in os.listdir(jp_root_dir / "sub") if f.endswith(".tmp")]
 
 
-async def test_with_the_pool_off_kernels_come_fresh(jp_serverapp, run, manager):
+async def test_a_first_run_gets_a_kernel_started_for_it(jp_serverapp, run, manager):
     from nbexec_hub.extension.kernels import ServerKernels
 
-    [app] = jp_serverapp.extension_manager.extension_apps["nbexec_hub"]
-    assert app.pool is None and type(manager.kernels) is ServerKernels  # warm_kernels = {}
+    assert type(manager.kernels) is ServerKernels
     events = await run(chunked=True, notebook="noparams.ipynb")
     assert events[-1]["execution"]["warm_kernel"] is False

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture
 def jp_server_config():
     """Forked kernels, with spares (the defaults)."""
-    return server_config(warm_kernels={}, fork_kernels=True, spare_kernel=True)
+    return server_config(fork_kernels=True, spare_kernel=True)
 
 
 async def spare_ready(forker, timeout: float = 30.0):
@@ -206,7 +206,7 @@ async def test_a_spare_killed_mid_run_ends_that_run_with_its_error(
 
 @pytest.mark.parametrize(
     "jp_server_config",
-    [server_config(warm_kernels={}, fork_kernels=True, spare_kernel_max_idle=0.3)],
+    [server_config(fork_kernels=True, spare_kernel_max_idle=0.3)],
 )
 async def test_an_unused_spare_ends_after_its_idle_time(run, manager, jp_root_dir):
     write_notebook(jp_root_dir / "one.ipynb", "print(1)")
@@ -219,7 +219,7 @@ async def test_an_unused_spare_ends_after_its_idle_time(run, manager, jp_root_di
 
 
 @pytest.mark.parametrize(
-    "jp_server_config", [server_config(warm_kernels={}, fork_kernels=True, spare_kernel=False)]
+    "jp_server_config", [server_config(fork_kernels=True, spare_kernel=False)]
 )
 async def test_the_trait_turns_spares_off(run, manager, jp_root_dir):
     write_notebook(jp_root_dir / "one.ipynb", "print(1)")

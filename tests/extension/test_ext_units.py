@@ -315,26 +315,3 @@ async def test_unused_placeholders_are_removed_but_never_a_users_file(tmp_path):
         f.write('{"changed": true}')
     reservations.release(name, written=False)
     assert os.path.exists(name)
-
-
-def test_warm_kernel_preparation_is_safe_and_leaves_no_name(tmp_path, monkeypatch):
-    from nbexec_hub.extension.pool import prepare_source
-
-    folder = tmp_path / "it's a \"folder\"\n#"
-    folder.mkdir()
-    monkeypatch.setenv("NBEXEC_GONE", "1")
-    source = prepare_source(
-        str(folder), "/pool", {"NBEXEC_NEW": "'; import os #"}, ["NBEXEC_GONE"]
-    )
-    namespace: dict = {"_dh": ["/pool"]}
-    monkeypatch.setattr("sys.path", ["/pool", "", "/lib"])
-    monkeypatch.chdir(tmp_path)
-    exec(compile(source, "<prepare>", "exec"), namespace)
-    assert os.getcwd() == str(folder)
-    import sys
-
-    assert sys.path == [str(folder), "", "/lib"]
-    assert os.environ["NBEXEC_NEW"] == "'; import os #" and "NBEXEC_GONE" not in os.environ
-    assert [str(d) for d in namespace["_dh"]] == [str(folder)]
-    assert sorted(k for k in namespace if k != "__builtins__") == ["_dh"]
-    monkeypatch.delenv("NBEXEC_NEW")

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
-
 from nbexec_hub import private_apis
 
 
@@ -24,11 +22,3 @@ def test_tornados_connection_class_is_there() -> None:
         assert client._connection_class() is private_apis._ClosableConnection
     finally:
         client.close()
-
-
-def test_the_kernel_tables_adopt_kernel_uses_are_there() -> None:
-    mkm = AsyncMappingKernelManager()
-    for name in ("_kernels", "_kernel_connections", "_kernel_ports"):
-        assert isinstance(getattr(mkm, name), dict), f"MultiKernelManager.{name} moved"
-    for name in ("stop_watching_activity", "start_watching_activity", "remove_kernel"):
-        assert callable(getattr(mkm, name))

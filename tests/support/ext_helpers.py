@@ -6,17 +6,10 @@ import asyncio
 
 import nbformat
 
-#: a pool of one warm python3 kernel, checked often (the pool tests' extension traits)
-WARM_POOL_OF_ONE = {
-    "warm_kernels": {"python3": 1},
-    "warm_kernel_start_delay": 0,
-    "warm_kernel_check_interval": 0.2,
-}
-
 
 def server_config(**traits) -> dict:
     """A ``jp_server_config``: the extension enabled, four runs at once, these traits, each
-    in the section of the class that owns it (the app, the manager, the pool, the history)."""
+    in the section of the class that owns it (the app, the manager, the history)."""
     from nbexec_hub.extension.app import MOVED_TRAITS
 
     config: dict = {
