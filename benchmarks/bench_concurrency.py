@@ -3,7 +3,8 @@
 Every execution is a chunked POST read to its final event; a failure is anything but a
 202 ending in ``notebook_complete``. Prints completed and failed counts, total wall time
 and executions per minute, once per source of kernels (each user's named server of that
-kind, hubenv.SERVER_ARGS): forked from the template, the warm pool, spawned (cold).
+kind, hubenv.SERVER_ARGS): forked with a spare (the defaults), forked without, spawned
+(cold).
 
 Run alone, from the repository root: ``python -m benchmarks.bench_concurrency``.
 """
@@ -65,13 +66,13 @@ def main(hub: hubenv.Hub | None = None) -> list[common.Row]:
         for user in users:
             running.put_notebook(user, "trivial.ipynb", common.trivial_notebook(10))
         for label, server in (
-            ("forked", hubenv.FORKED_SERVER),
-            ("pool", hubenv.POOL_SERVER),
+            ("spare", hubenv.SPARE_SERVER),
+            ("forked, no spare", hubenv.FORKED_SERVER),
             ("cold", hubenv.COLD_SERVER),
         ):
             for user in users:
                 running.real.start_server(user.name, server)
-            time.sleep(3)  # the pools start their kernels shortly after the servers
+            time.sleep(3)  # each server's template starts 2 s after the server
             start = time.perf_counter()
             results = asyncio.run(submit_all(running, total, users, server))
             elapsed = time.perf_counter() - start

@@ -3,10 +3,10 @@
 papermill's CLI, ``jupyter execute``, nbclient in-process, the Execution API straight on a
 Jupyter server (chunked POST until the final event), and the same through the hub service
 behind configurable-http-proxy; the last two with each source of kernels: forked from the
-template (no pool), the warm pool of one spawned kernel (no forking), and spawned (cold).
+template with a spare waiting (the defaults), forked without a spare, and spawned (cold).
 Prints median and p90, each one's speed-up over papermill's median, and how many runs got
-a warm kernel. Runs follow each other with no pause, as a script looping over parameters
-does; ``BENCH_PAUSE=1.5`` leaves a pause between runs (the warm pool refills during it).
+a spare kernel. Runs follow each other with no pause, as a script looping over parameters
+does; ``BENCH_PAUSE=1.5`` leaves a pause between runs.
 
 Run alone, from the repository root: ``python -m benchmarks.bench_execute``.
 """
@@ -34,14 +34,14 @@ NAME = "execute"
 PAUSE = float(os.environ.get("BENCH_PAUSE", "0"))
 #: the extension's kernel sources compared, as server arguments (hubenv.SERVER_ARGS)
 SOURCES = (
-    ("forked", hubenv.FORKED_SERVER),
-    ("pool", hubenv.POOL_SERVER),
+    ("spare", hubenv.SPARE_SERVER),
+    ("forked, no spare", hubenv.FORKED_SERVER),
     ("cold", hubenv.COLD_SERVER),
 )
 
 
 class Case:
-    """One way of running the notebook: a callable per run, and warm-kernel hits seen."""
+    """One way of running the notebook: a callable per run, and spare-kernel hits seen."""
 
     def __init__(self, once: Callable[[], dict | None]) -> None:
         self.once = once
@@ -132,7 +132,7 @@ def main(hub: hubenv.Hub | None = None) -> list[common.Row]:
                 cases[name] = execution_api(
                     f"{server.url}/api/executions", server.headers, "trivial.ipynb", "out.ipynb"
                 )
-                time.sleep(3)  # the pool starts its kernels shortly after the server
+                time.sleep(3)  # the template starts 2 s after the server
                 timings[name] = cases[name].run(n)
         with hubenv.maybe_hub(hub, users=1) as running:
             user = running.users[0]
@@ -140,11 +140,11 @@ def main(hub: hubenv.Hub | None = None) -> list[common.Row]:
             base = f"{running.url}/services/nbexec/api/users/{user.name}"
             for label, server_name in SOURCES:
                 running.real.start_server(user.name, server_name)
-                time.sleep(3)  # the pool starts its kernels shortly after the server
+                time.sleep(3)  # the template starts 2 s after the server
                 name = f"hub service via CHP, {label}"
                 cases[name] = execution_api(
                     f"{base}/servers/{server_name}/executions", user.headers, "trivial.ipynb",
-                    f"out-{label}.ipynb",
+                    f"out-{server_name}.ipynb",
                 )
                 timings[name] = cases[name].run(n)
                 running.real.stop_server(user.name, server_name, wait=False)
@@ -155,7 +155,7 @@ def main(hub: hubenv.Hub | None = None) -> list[common.Row]:
         row.values.pop("p99_s")
         row.values["speedup_vs_papermill"] = ref / row.values["median_s"]
         if cases[name].remote:
-            row.values["warm_kernel_runs"] = f"{cases[name].warm_hits}/{len(seconds)}"
+            row.values["spare_kernel_runs"] = f"{cases[name].warm_hits}/{len(seconds)}"
         rows.append(row)
     return rows
 

@@ -71,7 +71,7 @@ def measure(folder: Path, label: str, total: int, *args: str) -> common.Row:
     folder.mkdir(parents=True)
     common.write_notebook(printing_notebook(), folder / "printing.ipynb")
     with common.jupyter_server(folder, *args) as server:
-        time.sleep(3)  # the warm pool starts its kernel shortly after the server
+        time.sleep(3)  # the kernel template starts 2 s after the server
         started = time.perf_counter()
         run_many(server, FIRST)
         time.sleep(1)  # the store's writer and the eviction of logs are done

@@ -24,14 +24,14 @@ from benchmarks import common
 from tests.support.realhub import RealHub
 
 #: named servers with the extension's kernel sources chosen (for comparisons): "cold"
-#: spawns every kernel (no warm pool, no forking), "forked" forks them (no pool), "pool"
-#: keeps one warm spawned kernel (no forking); a default server has the defaults
-COLD_SERVER, FORKED_SERVER, POOL_SERVER = "cold", "forked", "pool"
-_FORK, _POOL = "--ExecutionExtensionApp.fork_kernels", "--WarmKernelPool.warm_kernels"
+#: spawns every kernel (no forking), "forked" forks each kernel for its run (no spare),
+#: "spare" forks them with a spare waiting (the defaults, as a default server has them)
+COLD_SERVER, FORKED_SERVER, SPARE_SERVER = "cold", "forked", "spare"
+_FORK, _SPARE = "--ExecutionExtensionApp.fork_kernels", "--ExecutionExtensionApp.spare_kernel"
 SERVER_ARGS = {
-    COLD_SERVER: [f"{_POOL}={{}}", f"{_FORK}=False"],
-    FORKED_SERVER: [f"{_POOL}={{}}", f"{_FORK}=True"],
-    POOL_SERVER: [f"{_POOL}={{'python3': 1}}", f"{_FORK}=False"],
+    COLD_SERVER: [f"{_FORK}=False"],
+    FORKED_SERVER: [f"{_FORK}=True", f"{_SPARE}=False"],
+    SPARE_SERVER: [f"{_FORK}=True", f"{_SPARE}=True"],
 }
 COLD_SERVER_HOOK = f"""
 _nbexec_bench_previous_hook = c.Spawner.pre_spawn_hook
