@@ -21,25 +21,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import itertools
 import json
 import logging
 import os
-import select
 import signal
 import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Hashable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from jupyter_client.asynchronous import AsyncKernelClient
 
-from .client_handshake import connect_client
+from .kernel_process import ForkedProcess
+from .spare import Launch, Spare, startup_files
 
 TEMPLATE_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fork_template.py")
 
@@ -70,41 +68,6 @@ def forking_supported() -> str | None:
     return None
 
 
-#: the kernel's ports in its connection file (0 until the kernel binds them)
-PORT_NAMES = ("shell_port", "iopub_port", "stdin_port", "hb_port", "control_port")
-
-
-def write_connection_file(path: str, info: dict[str, Any]) -> None:
-    """Write a connection file as jupyter_client does (owner-only: it holds the key)."""
-    data = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in info.items()}
-    tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
-
-
-async def bound_ports(
-    process: ForkedProcess, connection_file: str, timeout: float
-) -> dict[str, int]:
-    """The ports a forked kernel bound, once it has written them into its connection file."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the forked kernel exited with {process.returncode}")
-        try:
-            with open(connection_file) as f:
-                written = json.load(f)
-            ports = {name: int(written.get(name) or 0) for name in PORT_NAMES}
-        except (OSError, ValueError, TypeError, AttributeError):
-            ports = {}  # being written
-        if ports and all(ports.values()):
-            return ports
-        await asyncio.sleep(0.005)
-    raise RuntimeError(f"the forked kernel bound no ports within {timeout:g} s")
-
-
 def kernel_arguments(cmd: list[str]) -> list[str] | None:
     """The arguments after ``-m`` when ``cmd`` runs this Python's ipykernel, else None."""
     if len(cmd) < 3 or cmd[1] != "-m" or cmd[2] not in ("ipykernel_launcher", "ipykernel"):
@@ -114,62 +77,6 @@ def kernel_arguments(cmd: list[str]) -> list[str] | None:
     except OSError:
         same = False
     return list(cmd[2:]) if same else None
-
-
-class ForkedProcess:
-    """A forked kernel as ``subprocess.Popen`` shows a process, for the provisioner.
-
-    The kernel is the template's child, not the server's: its end is seen through a
-    pidfd (which never names another process, even once the pid is reused) and its exit
-    status comes from the template, which reaps it.
-    """
-
-    stdin = stdout = stderr = None
-
-    def __init__(self, pid: int, template: KernelTemplate) -> None:
-        self.pid = pid
-        self.template = template
-        self.returncode: int | None = None
-        try:
-            self.pidfd: int | None = os.pidfd_open(pid)
-        except ProcessLookupError:
-            self.pidfd = None
-            self.returncode = template.exit_status(pid, -signal.SIGKILL)
-
-    def poll(self) -> int | None:
-        """None while the kernel runs, else its exit code (-signal when killed)."""
-        if self.returncode is None and self.pidfd is not None:
-            readable, _, _ = select.select([self.pidfd], [], [], 0)
-            if readable:
-                self.returncode = self.template.exit_status(self.pid, -signal.SIGKILL)
-                self.close()
-        return self.returncode
-
-    def wait(self, timeout: float | None = None) -> int:
-        """The exit code; only called once ``poll`` said the kernel ended."""
-        if self.pidfd is not None:
-            select.select([self.pidfd], [], [], timeout)
-        code = self.poll()
-        if code is None:
-            raise subprocess.TimeoutExpired(str(self.pid), timeout or 0)
-        return code
-
-    def send_signal(self, signum: int) -> None:
-        if self.pidfd is None or self.poll() is not None:
-            # as the kernel's own pid would: callers tolerate ESRCH only
-            raise ProcessLookupError(errno.ESRCH, f"kernel process {self.pid} has ended")
-        signal.pidfd_send_signal(self.pidfd, signum)
-
-    def kill(self) -> None:
-        self.send_signal(signal.SIGKILL)
-
-    def terminate(self) -> None:
-        self.send_signal(signal.SIGTERM)
-
-    def close(self) -> None:
-        pidfd, self.pidfd = self.pidfd, None
-        if pidfd is not None:
-            os.close(pidfd)
 
 
 class KernelTemplate:
@@ -232,6 +139,8 @@ class KernelTemplate:
                 future = self._waiting.pop(str(key), None)
                 if future is not None and not future.done():
                     future.set_result(message)
+                elif "forked" in message:  # its requester gave up waiting: nobody's kernel
+                    self._kill_orphan(int(message["pid"]))
         except (ConnectionError, ValueError) as exc:
             self.log.warning("nbexec: lost the kernel template: %s", exc)
         finally:
@@ -240,6 +149,21 @@ class KernelTemplate:
                 if not future.done():
                     future.set_exception(ForkUnavailable("the kernel template went away"))
             self._waiting.clear()
+
+    @staticmethod
+    def _kill_orphan(pid: int) -> None:
+        """Kill a forked kernel nobody took (a pidfd: never another process, even if the
+        template has reaped it and the pid is reused)."""
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            return  # already gone
+        try:
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        except OSError:
+            pass
+        finally:
+            os.close(pidfd)
 
     def alive(self) -> bool:
         """Whether the process runs and the conversation is open."""
@@ -305,160 +229,6 @@ class KernelTemplate:
             await asyncio.to_thread(process.wait)
 
 
-#: IPython's configuration files, looked for in each of its configuration folders
-IPYTHON_CONFIG_FILES = (
-    "ipython_config.py", "ipython_config.json",
-    "ipython_kernel_config.py", "ipython_kernel_config.json",
-)
-
-
-def _status(path: str) -> tuple[int, int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-def startup_files(launch: Launch) -> tuple[Any, ...]:
-    """The status of what a kernel of ``launch`` reads as it starts, besides its launch:
-    IPython's configuration files (in the working directory, the profile, the
-    environment's and the system's folders) and the profile's start-up scripts.
-
-    A spare whose files changed since it started is not used: it read the old ones.
-    """
-    env = launch.env
-    ipython_dir = env.get("IPYTHONDIR") or os.path.join(env.get("HOME") or "~", ".ipython")
-    profile = os.path.join(os.path.expanduser(ipython_dir), "profile_default")
-    folders = (launch.cwd, profile, os.path.join(sys.prefix, "etc", "ipython"),
-               "/usr/local/etc/ipython", "/etc/ipython")
-    seen: list[Any] = [
-        _status(os.path.join(folder, name)) for folder in folders for name in IPYTHON_CONFIG_FILES
-    ]
-    startup = os.path.join(profile, "startup")
-    seen.append(_status(startup))
-    try:
-        names = sorted(os.listdir(startup))
-    except OSError:
-        names = []
-    seen.extend((name, _status(os.path.join(startup, name))) for name in names)
-    return tuple(seen)
-
-
-@dataclass(frozen=True)
-class Launch:
-    """A forked kernel's launch as the provisioner made it: what a spare repeats."""
-
-    kernel_id: str
-    cmd: tuple[str, ...]
-    env: dict[str, str] = field(hash=False)
-    cwd: str
-    connection_file: str
-    #: the connection settings besides key and ports (ip, transport, signature scheme)
-    settings: tuple[tuple[str, Any], ...]
-    #: what the caller finds a spare by (ServerKernels: kernel name and notebook path)
-    tag: Hashable = None
-
-    def renamed(self, kernel_id: str) -> Launch:
-        """The same launch for another kernel id (its connection file is named after it)."""
-
-        def sub(text: str) -> str:
-            return text.replace(self.kernel_id, kernel_id)
-
-        return replace(
-            self,
-            kernel_id=kernel_id,
-            cmd=tuple(sub(arg) for arg in self.cmd),
-            env={name: sub(value) for name, value in self.env.items()},
-            connection_file=sub(self.connection_file),
-        )
-
-    def differences(self, other: Launch) -> list[str]:
-        """What differs between two launches (nothing: a kernel of one is one of the other)."""
-        names = ("kernel_id", "cmd", "env", "cwd", "connection_file", "settings")
-        return [name for name in names if getattr(self, name) != getattr(other, name)]
-
-
-@dataclass
-class Spare:
-    """A kernel forked for a launch to come, initialized and waiting."""
-
-    launch: Launch
-    key: str
-    files: tuple[Any, ...]
-    process: ForkedProcess | None = None
-    ports: dict[str, int] | None = None
-    #: a client connected to it (kernel_info answered on both channels), and that reply
-    client: Any = None
-    kernel_info: dict[str, Any] | None = None
-    made_at: float = field(default_factory=time.monotonic)
-    task: asyncio.Task[None] | None = None
-    used: bool = False
-
-    @property
-    def ready(self) -> bool:
-        """Whether it started (its client connected) and still runs."""
-        return (
-            self.kernel_info is not None
-            and self.process is not None
-            and self.process.poll() is None
-        )
-
-    def unfit(self, launch: Launch) -> str | None:
-        """Why this spare is not a fresh kernel of ``launch`` (None: it is)."""
-        if not self.ready:
-            return "it ended"
-        differences = self.launch.differences(launch)
-        if differences:
-            return f"the launch differs ({', '.join(differences)})"
-        assert self.process is not None
-        try:  # the folder it runs in is still the notebook's (not one removed since)
-            same_folder = os.path.samefile(f"/proc/{self.process.pid}/cwd", launch.cwd)
-        except OSError:
-            same_folder = False
-        if not same_folder:
-            return "its working directory is not the notebook's folder any more"
-        if startup_files(launch) != self.files:
-            return "IPython's configuration or start-up files changed"
-        return None
-
-    def hand_over(self) -> tuple[ForkedProcess, dict[str, int], Any]:
-        """Its process, ports and connected client, for the kernel it becomes (it is no
-        spare after that)."""
-        assert self.process is not None and self.ports is not None
-        process, self.process = self.process, None
-        client, self.client = self.client, None
-        self.used = True
-        return process, self.ports, client
-
-    async def connect(self, timeout: float) -> None:
-        """Connect a client, as a run would, so that the run finds both channels ready."""
-        assert self.ports is not None
-        client = AsyncKernelClient()
-        client.load_connection_info({**dict(self.launch.settings), **self.ports, "key": self.key})
-        self.client = client
-        self.kernel_info = await connect_client(
-            client, timeout, lambda: self.process is not None and self.process.poll() is None
-        )
-
-    def end(self) -> None:
-        """Kill it (if it runs) and remove its connection file; nothing once handed over."""
-        if self.used:
-            return
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
-        client, self.client = self.client, None
-        if client is not None:
-            client.stop_channels()
-        process, self.process = self.process, None
-        if process is not None:
-            with contextlib.suppress(OSError):
-                process.kill()
-            process.close()
-        with contextlib.suppress(OSError):
-            os.remove(self.launch.connection_file)
-
-
 class KernelForker:
     """Forks kernels for executions from a template it keeps healthy."""
 
@@ -477,6 +247,11 @@ class KernelForker:
         self.spare_max_idle = spare_max_idle
         #: the waiting spare, and those claimed for a kernel id whose start is under way
         self.spare: Spare | None = None
+        #: seconds a run waits for a spare still starting before it forks its own
+        self.spare_claim_wait = 1.0
+        #: makes the client a spare waits with (ServerKernels: one configured as the
+        #: server's kernel clients are)
+        self.client_factory: Callable[[], Any] = AsyncKernelClient
         self._claimed: dict[str, Spare] = {}
         #: how many spares were started, and how many executions got one
         self.spares_started = 0
@@ -596,22 +371,23 @@ class KernelForker:
 
     async def claim_spare(self, tag: Hashable) -> str | None:
         """The kernel id of a ready spare for ``tag``, which the caller then starts with that
-        id (`take_spare`); None when there is none. A spare still starting is waited for
-        (it started before this request, so it is ready before a new fork would be); one
-        that ended is dropped here."""
+        id and releases with `release_claim`; None when there is none. A spare still
+        starting is waited for, up to `spare_claim_wait` (it started before this request,
+        so it is ready before a new fork would be); one that ended is dropped here."""
         spare = self.spare
         if spare is None or spare.launch.tag != tag:
             return None
-        if self.template is None or not self.template.alive():
-            self._drop_spare(spare)  # it ends with its template (its parent)
+        template = self.template
+        if template is None or not template.alive() or spare.template is not template:
+            self._drop_spare(spare)  # it ends with the template that forked it
             return None
         if spare.task is not None and not spare.task.done():
-            with contextlib.suppress(Exception):
-                await asyncio.shield(spare.task)
-            if self.spare is not spare:  # another run claimed it meanwhile, or it failed
-                return None
+            # asyncio.wait: the spare's own failure or end is not this caller's
+            await asyncio.wait({spare.task}, timeout=self.spare_claim_wait)
+        if self.spare is not spare:  # another run claimed it meanwhile, or it was dropped
+            return None
         if not spare.ready:
-            if spare.task is not None and spare.task.done():  # it died while waiting
+            if spare.task is None or spare.task.done():  # it failed, or died waiting
                 self._drop_spare(spare)
             return None
         self.spare = None
@@ -619,8 +395,7 @@ class KernelForker:
         return spare.launch.kernel_id
 
     def take_spare(self, kernel_id: str) -> Spare | None:
-        """The spare claimed for this kernel id (the provisioner's, at its launch); it stays
-        claimed until `release_claim`, which ends it unless it was handed over."""
+        """The spare claimed for this kernel id (the provisioner's, at its launch)."""
         return self._claimed.get(kernel_id)
 
     def release_claim(self, kernel_id: str) -> None:
@@ -638,24 +413,18 @@ class KernelForker:
             if current.launch.renamed(launch.kernel_id) == launch:
                 return  # one for this very launch waits (or is starting)
             self._drop_spare(current)
-        spare = Spare(launch.renamed(str(uuid.uuid4())), key=str(uuid.uuid4()),
-                      files=startup_files(launch))
+        again = launch.renamed(str(uuid.uuid4()))
+        argv = kernel_arguments(list(again.cmd))
+        if argv is None:
+            return
+        spare = Spare(again, key=str(uuid.uuid4()), files=startup_files(launch),
+                      template=self.template)
         self.spare = spare
-        spare.task = asyncio.ensure_future(self._start_spare(spare))
+        spare.task = asyncio.ensure_future(self._start_spare(spare, self.template, argv))
 
-    async def _start_spare(self, spare: Spare) -> None:
-        launch = spare.launch
-        info = {**dict(launch.settings), "key": spare.key, **dict.fromkeys(PORT_NAMES, 0)}
+    async def _start_spare(self, spare: Spare, template: KernelTemplate, argv: list[str]) -> None:
         try:
-            template = self.template
-            if template is None or not template.alive():
-                raise ForkUnavailable("the kernel template is not running")
-            argv = kernel_arguments(list(launch.cmd))
-            assert argv is not None  # it was forked once
-            write_connection_file(launch.connection_file, info)
-            spare.process = await template.fork(argv, launch.env, launch.cwd, self.answer_timeout)
-            spare.ports = await bound_ports(spare.process, launch.connection_file, timeout=60.0)
-            await spare.connect(timeout=60.0)
+            await spare.start(template, argv, self.client_factory, self.answer_timeout, 60.0)
         except asyncio.CancelledError:
             spare.end()
             raise
@@ -663,9 +432,10 @@ class KernelForker:
             self.log.info("nbexec: a spare kernel did not start: %s", exc)
             self._drop_spare(spare)
             return
+        if spare.ended:
+            return
         self.spares_started += 1
-        loop = asyncio.get_running_loop()
-        loop.call_later(self.spare_max_idle, self._expire, spare)
+        asyncio.get_running_loop().call_later(self.spare_max_idle, self._expire, spare)
 
     def _expire(self, spare: Spare) -> None:
         if self.spare is spare:
@@ -680,8 +450,11 @@ class KernelForker:
     async def close(self) -> None:
         """Stop the template (forked kernels end with it, as spawned ones with the server)."""
         self.closed = True
-        if self.spare is not None:
-            self._drop_spare(self.spare)
+        spare = self.spare
+        if spare is not None:
+            self._drop_spare(spare)
+            if spare.task is not None and not spare.task.done():  # it ends itself
+                await asyncio.wait({spare.task}, timeout=self.answer_timeout)
         for kernel_id in list(self._claimed):
             self.release_claim(kernel_id)
         starting, self._starting = self._starting, None

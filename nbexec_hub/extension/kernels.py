@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_core.paths import jupyter_runtime_dir
 from jupyter_core.utils import ensure_async
 from traitlets.utils.importstring import import_item
@@ -168,6 +169,8 @@ class ServerKernels:
         self.mkm = multi_kernel_manager
         self.log = log
         self.forker = forker
+        if forker is not None:  # a spare's client, configured as the server's clients are
+            forker.client_factory = lambda: AsyncKernelClient(parent=multi_kernel_manager)
         give_new_kernels_a_last_activity(multi_kernel_manager)
         keep_connection_files_in_runtime_dir(multi_kernel_manager)
 
@@ -189,6 +192,8 @@ class ServerKernels:
         finally:
             if kernel_id is not None:
                 forget_fork(kernel_id)
+                if self.forker is not None:
+                    self.forker.release_claim(kernel_id)
         km = self.mkm.get_kernel(kernel_id)
         provisioner = km.provisioner
         forked = bool(getattr(provisioner, "forked", False))

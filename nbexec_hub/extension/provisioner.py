@@ -27,16 +27,9 @@ from typing import Any
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning import LocalProvisioner
 
-from .forking import (
-    PORT_NAMES,
-    ForkedProcess,
-    ForkUnavailable,
-    KernelForker,
-    Launch,
-    Spare,
-    bound_ports,
-    write_connection_file,
-)
+from .forking import ForkUnavailable, KernelForker
+from .kernel_process import PORT_NAMES, ForkedProcess, bound_ports, write_connection_file
+from .spare import Launch, Spare
 
 PROVISIONER_NAME = "nbexec-forking-provisioner"
 #: connection settings a spare must share with the launch it serves (key and ports aside)
@@ -53,10 +46,9 @@ def expect_fork(kernel_id: str, forker: KernelForker, tag: Hashable = None) -> N
 
 
 def forget_fork(kernel_id: str) -> None:
-    """The start of that kernel is over, forked or not."""
-    expected = _expected.pop(kernel_id, None)
-    if expected is not None:
-        expected[0].release_claim(kernel_id)
+    """The start of that kernel is over, forked or not (a spare claimed for it and not
+    used is the forker's to end: `KernelForker.release_claim`)."""
+    _expected.pop(kernel_id, None)
 
 
 class ForkingProvisioner(LocalProvisioner):  # type: ignore[misc]
@@ -85,7 +77,7 @@ class ForkingProvisioner(LocalProvisioner):  # type: ignore[misc]
             if self._spare is not None:
                 km.session.key = self._spare.key.encode()
         elif self.forker is not None:
-            self.forker = None  # forget_fork ends a spare claimed for it
+            self.forker = None  # a spare claimed for it is ended by release_claim
         return await super().pre_launch(**kwargs)
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:

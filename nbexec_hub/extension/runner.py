@@ -237,6 +237,8 @@ class NotebookRunner:
             except Exception:
                 pass
             else:
+                if lease.client is not None:  # a spare's, which nobody will use now
+                    lease.client.stop_channels()
                 await self.kernels.discard(lease.kernel_id)
             raise
 

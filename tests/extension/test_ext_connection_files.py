@@ -25,7 +25,8 @@ PROBE = (
     "import os, json\n"
     "from ipykernel import get_connection_file\n"
     "cf = get_connection_file()\n"
-    "print(json.dumps({'file': os.path.realpath(cf), 'exists': os.path.exists(cf)}))\n"
+    "print(json.dumps({'file': os.path.realpath(cf), 'exists': os.path.exists(cf),\n"
+    "                  'mode': os.stat(cf).st_mode}))\n"
 )
 
 
@@ -68,12 +69,13 @@ async def test_connection_files_live_in_the_runtime_dir(
         await asyncio.sleep(0.02)
     spare = forker.spare
     waiting = Path(spare.launch.connection_file)
-    assert waiting.parent.resolve() == runtime and waiting.exists()
-    assert waiting.stat().st_mode & 0o077 == 0
+    assert waiting.parent.resolve() == runtime
+    assert not waiting.exists()  # nothing finds a waiting spare; its run gets the file
 
     on_spare = await run(chunked=True, notebook="sub/probe.ipynb")
     assert on_spare[-1]["execution"]["warm_kernel"] is True
     assert probed(on_spare)["file"] == str(waiting.resolve())  # its own, named for its id
+    assert probed(on_spare)["mode"] & 0o077 == 0  # owner-only, as every kernel's
     manager.kernels.forker = None  # spawned, as for a kernelspec that cannot be forked
     try:
         spawned = await run(chunked=True, notebook="sub/probe.ipynb")

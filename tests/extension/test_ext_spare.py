@@ -98,8 +98,9 @@ async def test_a_spare_waits_in_no_kernel_list(run, manager, jp_fetch, jp_root_d
     assert json.loads(response.body) == []
     assert manager.kernels.mkm.list_kernel_ids() == []
     assert alive(spare.process.pid)
-    # its connection file is owner-only, as every kernel's (it holds the key)
-    assert os.stat(spare.launch.connection_file).st_mode & 0o077 == 0
+    # nothing can find it to run code in it: its connection file is gone once it bound
+    # its ports (the provisioner writes it again for the run that takes it)
+    assert not os.path.exists(spare.launch.connection_file)
 
 
 async def test_another_notebook_gets_a_fresh_kernel_and_the_spare_follows_it(
@@ -110,10 +111,11 @@ async def test_another_notebook_gets_a_fresh_kernel_and_the_spare_follows_it(
     forker = manager.kernels.forker
     await completed(run, notebook="a.ipynb")
     spare_a = await spare_ready(forker)
+    pid_a = spare_a.process.pid
     events = await completed(run, notebook="b.ipynb")
     assert not spare_was_used(events)
     assert events[-2]["cell"]["outputs"][0]["text"].strip().endswith("b.ipynb")
-    assert await ended(spare_a.process.pid if spare_a.process else 0)
+    assert await ended(pid_a)  # replaced by b's
     spare_b = await spare_ready(forker)
     assert spare_b.launch.tag == ("python3", "b.ipynb")
     assert spare_was_used(await completed(run, notebook="b.ipynb"))
@@ -239,3 +241,44 @@ async def test_the_spare_ends_with_the_server(run, manager, jp_root_dir):
     await forker.close()  # what the extension's stop does
     assert await ended(pid)
     assert not os.path.exists(spare.launch.connection_file)
+
+
+async def test_runs_at_once_never_share_a_kernel(run, manager, jp_root_dir):
+    """Several runs of one notebook at once, its spare starting or waiting: each gets a
+    fresh kernel of its own (a spare goes to one run; the next spare, forked at that run's
+    launch, may go to another)."""
+    write_notebook(jp_root_dir / "sub" / "traces.ipynb", PROBE, LEAVE_TRACES)
+    await completed(run, notebook="sub/traces.ipynb")  # its spare starts now
+    batches = [await asyncio.gather(*(completed(run, notebook="sub/traces.ipynb")
+                                      for _ in range(3))) for _ in range(2)]
+    for batch in batches:
+        facts = [printed(events) for events in batch]
+        assert all(f["first_run"] and not f["modules"] for f in facts)
+        assert len({f["uuid"] for f in facts}) == 3
+
+
+async def test_nothing_is_left_behind(run, manager, jp_serverapp, jp_root_dir):
+    """Spares used, replaced and refused leave no process, claim or connection file."""
+    import psutil
+
+    runtime = jp_serverapp.runtime_dir
+    forker = manager.kernels.forker
+    write_notebook(jp_root_dir / "a.ipynb", "print(1)")
+    write_notebook(jp_root_dir / "b.ipynb", "print(2)")
+    for notebook in ("a.ipynb", "a.ipynb", "b.ipynb", "a.ipynb"):
+        await completed(run, notebook=notebook)
+        await spare_ready(forker)
+    os.environ["NBEXEC_LATER"] = "1"  # the waiting spare is refused
+    try:
+        await completed(run, notebook="a.ipynb")
+    finally:
+        os.environ.pop("NBEXEC_LATER")
+    spare = await spare_ready(forker)
+    await settle(manager)
+    assert forker._claimed == {}
+    children = psutil.Process(forker.template.pid).children()
+    assert [c.pid for c in children if c.status() != psutil.STATUS_ZOMBIE] == [spare.process.pid]
+    assert [f for f in os.listdir(runtime) if f.startswith("kernel-")] == []
+    pid = spare.process.pid
+    await forker.close()
+    assert await ended(pid)

@@ -1,0 +1,238 @@
+"""Spare kernels: a forked launch repeated ahead of time, for the next run of its notebook.
+
+After each forked launch the forker (forking.py) forks a `Spare`: the same `Launch` again
+(command, environment, working directory, connection settings) under a new kernel id and
+key, initialized, with a client connected. The next execution of the same notebook with
+the same kernel takes it when nothing it was started from has changed: the launch is
+compared whole, and what IPython reads as it starts besides its launch (configuration
+files, the profile's start-up scripts, ``PYTHONSTARTUP``) is compared by its status
+(`startup_files`). Anything else gets a freshly forked kernel.
+
+A spare is a fork of the template like any other kernel, never of a kernel that ran
+anything, so it is in the state of a fresh one. While it waits it is nobody's kernel: in no
+kernel table (not listed, no activity), and its connection file is removed once it has
+bound its ports, so that nothing (``jupyter console --existing``, say) can find it and
+run code in it; the provisioner writes the file again when a kernel takes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from .client_handshake import connect_client
+from .kernel_process import PORT_NAMES, ForkedProcess, bound_ports, write_connection_file
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from .forking import KernelTemplate
+
+#: IPython's configuration files, looked for in each of its configuration folders
+IPYTHON_CONFIG_FILES = (
+    "ipython_config.py", "ipython_config.json",
+    "ipython_kernel_config.py", "ipython_kernel_config.json",
+)
+
+
+@dataclass(frozen=True)
+class Launch:
+    """A forked kernel's launch as the provisioner made it: what a spare repeats."""
+
+    kernel_id: str
+    cmd: tuple[str, ...]
+    env: dict[str, str] = field(hash=False)
+    cwd: str
+    connection_file: str
+    #: the connection settings besides key and ports (ip, transport, signature scheme)
+    settings: tuple[tuple[str, Any], ...]
+    #: what the caller finds a spare by (ServerKernels: kernel name and notebook path)
+    tag: Hashable = None
+
+    def renamed(self, kernel_id: str) -> Launch:
+        """The same launch for another kernel id (its connection file is named after it)."""
+
+        def sub(text: str) -> str:
+            return text.replace(self.kernel_id, kernel_id)
+
+        return replace(
+            self,
+            kernel_id=kernel_id,
+            cmd=tuple(sub(arg) for arg in self.cmd),
+            env={name: sub(value) for name, value in self.env.items()},
+            connection_file=sub(self.connection_file),
+        )
+
+    def differences(self, other: Launch) -> list[str]:
+        """What differs between two launches (nothing: a kernel of one is one of the other)."""
+        names = ("kernel_id", "cmd", "env", "cwd", "connection_file", "settings")
+        return [name for name in names if getattr(self, name) != getattr(other, name)]
+
+
+def _status(path: str) -> tuple[int, int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _profile_dir(launch: Launch) -> str:
+    """The IPython profile folder a kernel of ``launch`` reads (or ``--profile[-dir]``)."""
+    env = launch.env
+    ipython_dir = env.get("IPYTHONDIR") or os.path.join(env.get("HOME") or "~", ".ipython")
+    profile = "default"
+    for arg in launch.cmd:
+        if arg.startswith("--profile-dir="):
+            return os.path.expanduser(arg.split("=", 1)[1])
+        if arg.startswith("--profile="):
+            profile = arg.split("=", 1)[1]
+    return os.path.join(os.path.expanduser(ipython_dir), f"profile_{profile}")
+
+
+def startup_files(launch: Launch) -> tuple[Any, ...]:
+    """The status of what a kernel of ``launch`` reads as it starts, besides its launch:
+    IPython's configuration files (in the working directory, the profile, the
+    environment's and the system's folders), the profile's start-up scripts and the
+    ``PYTHONSTARTUP`` file. A spare whose files changed since it started read old ones."""
+    profile = _profile_dir(launch)
+    folders = (launch.cwd, profile, os.path.join(sys.prefix, "etc", "ipython"),
+               "/usr/local/etc/ipython", "/etc/ipython")
+    seen: list[Any] = [
+        _status(os.path.join(folder, name)) for folder in folders for name in IPYTHON_CONFIG_FILES
+    ]
+    startup = os.path.join(profile, "startup")
+    seen.append(_status(startup))
+    try:
+        names = sorted(os.listdir(startup))
+    except OSError:
+        names = []
+    seen.extend((name, _status(os.path.join(startup, name))) for name in names)
+    python_startup = launch.env.get("PYTHONSTARTUP")
+    seen.append(_status(os.path.join(launch.cwd, python_startup)) if python_startup else None)
+    return tuple(seen)
+
+
+@dataclass
+class Spare:
+    """A kernel forked for a launch to come: started by `start`, taken by `hand_over`,
+    ended by `end` (at once, or by `start` as soon as its current step returns)."""
+
+    launch: Launch
+    key: str
+    files: tuple[Any, ...]
+    template: KernelTemplate | None = None
+    process: ForkedProcess | None = None
+    ports: dict[str, int] | None = None
+    #: a client connected to it, kernel_info answered on both channels
+    client: Any = None
+    connected: bool = False
+    made_at: float = field(default_factory=time.monotonic)
+    task: asyncio.Task[None] | None = None
+    #: handed over to the kernel it became, or ended: nothing more to do with it
+    used: bool = False
+    ended: bool = False
+
+    @property
+    def ready(self) -> bool:
+        """Whether it started (its client connected) and still runs."""
+        return (
+            self.connected
+            and not self.ended
+            and self.process is not None
+            and self.process.poll() is None
+        )
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    async def start(
+        self,
+        template: KernelTemplate,
+        argv: list[str],
+        make_client: Callable[[], Any],
+        answer_timeout: float,
+        timeout: float,
+    ) -> None:
+        """Fork it (``python -m <argv>``), wait for its ports, hide its connection file,
+        connect a client. Raises what went wrong; whatever it failed or was ended with is
+        released."""
+        launch = self.launch
+        info = {**dict(launch.settings), "key": self.key, **dict.fromkeys(PORT_NAMES, 0)}
+        try:
+            write_connection_file(launch.connection_file, info)
+            self.process = await template.fork(argv, launch.env, launch.cwd, answer_timeout)
+            if self.ended:
+                return
+            self.ports = await bound_ports(self.process, launch.connection_file, timeout)
+            # it has read the file and written its ports: nothing finds it from now on
+            os.remove(launch.connection_file)
+            if self.ended:
+                return
+            self.client = make_client()
+            self.client.load_connection_info({**dict(launch.settings), **self.ports,
+                                              "key": self.key})
+            await connect_client(self.client, timeout, self.alive)
+            self.connected = True
+        finally:
+            if self.ended or not self.connected:
+                self._release()
+
+    def unfit(self, launch: Launch) -> str | None:
+        """Why this spare is not a fresh kernel of ``launch`` (None: it is)."""
+        if not self.ready:
+            return "it ended"
+        differences = self.launch.differences(launch)
+        if differences:
+            return f"the launch differs ({', '.join(differences)})"
+        assert self.process is not None
+        try:  # the folder it runs in is still the notebook's (not one removed since)
+            same_folder = os.path.samefile(f"/proc/{self.process.pid}/cwd", launch.cwd)
+        except OSError:
+            same_folder = False
+        if not same_folder:
+            return "its working directory is not the notebook's folder any more"
+        if startup_files(launch) != self.files:
+            return "IPython's configuration or start-up files changed"
+        return None
+
+    def hand_over(self) -> tuple[ForkedProcess, dict[str, int], Any]:
+        """Its process, ports and connected client, for the kernel it becomes (it is no
+        spare after that)."""
+        assert self.process is not None and self.ports is not None
+        process, self.process = self.process, None
+        client, self.client = self.client, None
+        self.used = True
+        return process, self.ports, client
+
+    def end(self) -> None:
+        """End it: kill its process, stop its client, remove its connection file. While
+        `start` is under way its process is killed now and the rest done by `start`."""
+        if self.used or self.ended:
+            return
+        self.ended = True
+        if self.task is not None and not self.task.done():
+            if self.process is not None:  # its next step then fails at once
+                with contextlib.suppress(OSError):
+                    self.process.kill()
+            return
+        self._release()
+
+    def _release(self) -> None:
+        if self.used:
+            return
+        client, self.client = self.client, None
+        if client is not None:
+            client.stop_channels()
+        process, self.process = self.process, None
+        if process is not None:
+            with contextlib.suppress(OSError):
+                process.kill()
+            process.close()
+        with contextlib.suppress(OSError):
+            os.remove(self.launch.connection_file)
