@@ -41,6 +41,9 @@ from .spare import Launch, Spare, startup_files
 
 TEMPLATE_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fork_template.py")
 
+#: exit statuses of ended kernels kept until asked for (a killed spare's never is)
+MAX_EXIT_STATUSES = 1024
+
 #: environment variables whose effect is fixed when an interpreter starts: a kernel
 #: launched with values other than the template's is spawned instead
 STARTUP_VARIABLES = ("LD_PRELOAD", "LD_LIBRARY_PATH")
@@ -134,6 +137,8 @@ class KernelTemplate:
                 message = json.loads(line)
                 if "exited" in message:
                     self._exited[message["exited"]] = message["status"]
+                    if len(self._exited) > MAX_EXIT_STATUSES:  # ones nobody asked for
+                        del self._exited[next(iter(self._exited))]
                     continue
                 key = message.get("forked", message.get("pong"))
                 future = self._waiting.pop(str(key), None)
@@ -435,7 +440,9 @@ class KernelForker:
         if spare.ended:
             return
         self.spares_started += 1
-        asyncio.get_running_loop().call_later(self.spare_max_idle, self._expire, spare)
+        spare.expiry = asyncio.get_running_loop().call_later(
+            self.spare_max_idle, self._expire, spare
+        )
 
     def _expire(self, spare: Spare) -> None:
         if self.spare is spare:

@@ -134,6 +134,8 @@ class Spare:
     connected: bool = False
     made_at: float = field(default_factory=time.monotonic)
     task: asyncio.Task[None] | None = None
+    #: the timer that ends it unused (cancelled when it is taken or ended)
+    expiry: asyncio.TimerHandle | None = None
     #: handed over to the kernel it became, or ended: nothing more to do with it
     used: bool = False
     ended: bool = False
@@ -208,7 +210,13 @@ class Spare:
         process, self.process = self.process, None
         client, self.client = self.client, None
         self.used = True
+        self._cancel_expiry()
         return process, self.ports, client
+
+    def _cancel_expiry(self) -> None:
+        expiry, self.expiry = self.expiry, None
+        if expiry is not None:
+            expiry.cancel()
 
     def end(self) -> None:
         """End it: kill its process, stop its client, remove its connection file. While
@@ -226,6 +234,7 @@ class Spare:
     def _release(self) -> None:
         if self.used:
             return
+        self._cancel_expiry()
         client, self.client = self.client, None
         if client is not None:
             client.stop_channels()
