@@ -434,7 +434,10 @@ class KernelForker:
             spare.end()
             raise
         except Exception as exc:
-            self.log.info("nbexec: a spare kernel did not start: %s", exc)
+            # logged once per reason (a spare is tried after every launch)
+            if str(exc) not in self._said:
+                self._said.add(str(exc))
+                self.log.info("nbexec: a spare kernel did not start: %s", exc)
             self._drop_spare(spare)
             return
         if spare.ended:

@@ -62,6 +62,12 @@ async def completed(run, **params) -> list[dict]:
     return events
 
 
+async def spare_after_a_run(run, forker, notebook: str):
+    """Run ``notebook`` once (its launch forks a spare) and return the spare once ready."""
+    await completed(run, notebook=notebook)
+    return await spare_ready(forker)
+
+
 def spare_was_used(events) -> bool:
     return bool(events[-1]["execution"]["warm_kernel"])
 
@@ -109,8 +115,7 @@ async def test_another_notebook_gets_a_fresh_kernel_and_the_spare_follows_it(
     write_notebook(jp_root_dir / "a.ipynb", "print('a')")
     write_notebook(jp_root_dir / "b.ipynb", "print(__session__)")
     forker = manager.kernels.forker
-    await completed(run, notebook="a.ipynb")
-    spare_a = await spare_ready(forker)
+    spare_a = await spare_after_a_run(run, forker, "a.ipynb")
     pid_a = spare_a.process.pid
     events = await completed(run, notebook="b.ipynb")
     assert not spare_was_used(events)
@@ -124,8 +129,7 @@ async def test_another_notebook_gets_a_fresh_kernel_and_the_spare_follows_it(
 async def test_a_changed_server_environment_gets_a_fresh_kernel(run, manager, jp_root_dir):
     write_notebook(jp_root_dir / "env.ipynb", "import os\nprint(os.environ.get('NBEXEC_LATER'))")
     forker = manager.kernels.forker
-    await completed(run, notebook="env.ipynb")
-    spare = await spare_ready(forker)
+    spare = await spare_after_a_run(run, forker, "env.ipynb")
     pid = spare.process.pid
     os.environ["NBEXEC_LATER"] = "now"
     try:
@@ -142,8 +146,7 @@ async def test_changed_ipython_start_up_files_get_a_fresh_kernel(
 ):
     write_notebook(jp_root_dir / "st.ipynb", "print(globals().get('from_startup'))")
     forker = manager.kernels.forker
-    await completed(run, notebook="st.ipynb")
-    await spare_ready(forker)
+    await spare_after_a_run(run, forker, "st.ipynb")
     startup = jp_home_dir / ".ipython" / "profile_default" / "startup"
     startup.mkdir(parents=True, exist_ok=True)
     (startup / "00-nbexec.py").write_text("from_startup = 'new'\n")
@@ -165,8 +168,7 @@ async def test_changed_ipython_start_up_files_get_a_fresh_kernel(
 async def test_a_folder_replaced_since_gets_a_fresh_kernel(run, manager, jp_root_dir):
     write_notebook(jp_root_dir / "dir" / "nb.ipynb", "import os\nprint(os.listdir('.'))")
     forker = manager.kernels.forker
-    await completed(run, notebook="dir/nb.ipynb")
-    await spare_ready(forker)
+    await spare_after_a_run(run, forker, "dir/nb.ipynb")
     os.rename(jp_root_dir / "dir", jp_root_dir / "dir-old")
     write_notebook(jp_root_dir / "dir" / "nb.ipynb", "import os\nprint(os.listdir('.'))")
     (jp_root_dir / "dir" / "marker").write_text("")
@@ -178,8 +180,7 @@ async def test_a_folder_replaced_since_gets_a_fresh_kernel(run, manager, jp_root
 async def test_a_spare_that_died_is_not_used(run, manager, jp_root_dir):
     write_notebook(jp_root_dir / "one.ipynb", "print(1)")
     forker = manager.kernels.forker
-    await completed(run, notebook="one.ipynb")
-    spare = await spare_ready(forker)
+    spare = await spare_after_a_run(run, forker, "one.ipynb")
     os.kill(spare.process.pid, signal.SIGKILL)
     assert await ended(spare.process.pid)
     events = await completed(run, notebook="one.ipynb")
@@ -213,8 +214,7 @@ async def test_a_spare_killed_mid_run_ends_that_run_with_its_error(
 async def test_an_unused_spare_ends_after_its_idle_time(run, manager, jp_root_dir):
     write_notebook(jp_root_dir / "one.ipynb", "print(1)")
     forker = manager.kernels.forker
-    await completed(run, notebook="one.ipynb")
-    spare = await spare_ready(forker)
+    spare = await spare_after_a_run(run, forker, "one.ipynb")
     assert await ended(spare.process.pid, timeout=10)
     assert forker.spare is None
     assert not os.path.exists(spare.launch.connection_file)
@@ -235,8 +235,7 @@ async def test_the_trait_turns_spares_off(run, manager, jp_root_dir):
 async def test_the_spare_ends_with_the_server(run, manager, jp_root_dir):
     write_notebook(jp_root_dir / "one.ipynb", "print(1)")
     forker = manager.kernels.forker
-    await completed(run, notebook="one.ipynb")
-    spare = await spare_ready(forker)
+    spare = await spare_after_a_run(run, forker, "one.ipynb")
     pid = spare.process.pid
     await forker.close()  # what the extension's stop does
     assert await ended(pid)
