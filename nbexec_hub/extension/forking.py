@@ -7,14 +7,9 @@ healthy template (replacing one that died or stopped answering), and is handed t
 provisioner per kernel id. Every reason not to fork is logged once; the kernel is then
 spawned as usual.
 
-After each forked launch the forker forks one *spare*: the same launch again (command,
-environment, working directory, connection settings) under a new kernel id, initialized
-and waiting. The next execution of the same notebook with the same kernel gets it as its
-kernel, with no start to wait for, if nothing it was started from has changed since (the
-launch is compared whole, and the IPython configuration and start-up files it read are
-compared by their status); anything else forks afresh. A spare is nobody's kernel until
-then: it is in no kernel table, so it neither shows in the user's list nor counts as
-activity.
+After each forked launch the forker forks one spare of it (spare.py) and hands it to the
+next run of the same notebook that claims it: `claim_spare`, `take_spare` and
+`release_claim` around the kernel's start, `launched` after it.
 """
 
 from __future__ import annotations
