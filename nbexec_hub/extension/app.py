@@ -15,7 +15,7 @@ from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
 from tornado.ioloop import IOLoop, PeriodicCallback
-from traitlets import Bool, Float, Integer, Unicode, default
+from traitlets import Bool, Float, Integer, TraitError, Unicode, default, validate
 
 from ..private_apis import utcnow
 from . import metrics
@@ -104,8 +104,21 @@ class ExecutionExtensionApp(ExtensionApp):
 
     spare_kernel_max_idle = Float(
         600.0,
-        help="Seconds a spare kernel may wait unused before it is ended.",
+        help=(
+            "Seconds a spare kernel may wait unused before it is ended (more than 0; "
+            "spare_kernel = False turns spares off)."
+        ),
     ).tag(config=True)
+
+    @validate("spare_kernel_max_idle")
+    def _valid_spare_max_idle(self, proposal: Any) -> float:
+        value = float(proposal["value"])
+        if not value > 0:
+            raise TraitError(
+                "spare_kernel_max_idle must be more than 0 seconds "
+                "(spare_kernel = False turns spares off)"
+            )
+        return value
 
     store_path = Unicode(
         help=(

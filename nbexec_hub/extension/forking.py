@@ -152,8 +152,8 @@ class KernelTemplate:
 
     @staticmethod
     def _kill_orphan(pid: int) -> None:
-        """Kill a forked kernel nobody took (a pidfd: never another process, even if the
-        template has reaped it and the pid is reused)."""
+        """Kill a forked kernel nobody took, through a pidfd (a kernel that died at once
+        and was reaped, its pid reused, within this very turn is the one case it misses)."""
         try:
             pidfd = os.pidfd_open(pid)
         except OSError:
@@ -180,10 +180,20 @@ class KernelTemplate:
             self._writer.write(json.dumps(message).encode() + b"\n")
             await self._writer.drain()
             return await asyncio.wait_for(future, timeout)
-        except asyncio.TimeoutError:
-            raise ForkUnavailable(f"the kernel template did not answer in {timeout:g} s") from None
-        except ConnectionError as exc:
-            raise ForkUnavailable(f"the kernel template went away: {exc}") from None
+        except BaseException as exc:
+            # an answer that came as this gave up (a timeout or a cancellation in the same
+            # turn drops it): a kernel forked for it would be nobody's
+            if future.done() and not future.cancelled() and future.exception() is None:
+                answer = future.result()
+                if "forked" in answer:
+                    self._kill_orphan(int(answer["pid"]))
+            if isinstance(exc, asyncio.TimeoutError):
+                raise ForkUnavailable(
+                    f"the kernel template did not answer in {timeout:g} s"
+                ) from None
+            if isinstance(exc, ConnectionError):
+                raise ForkUnavailable(f"the kernel template went away: {exc}") from None
+            raise
         finally:
             self._waiting.pop(key, None)
 
@@ -386,6 +396,9 @@ class KernelForker:
             await asyncio.wait({spare.task}, timeout=self.spare_claim_wait)
         if self.spare is not spare:  # another run claimed it meanwhile, or it was dropped
             return None
+        if self.template is not template or not template.alive():  # replaced meanwhile
+            self._drop_spare(spare)
+            return None
         if not spare.ready:
             if spare.task is None or spare.task.done():  # it failed, or died waiting
                 self._drop_spare(spare)
@@ -410,7 +423,11 @@ class KernelForker:
             return
         current = self.spare
         if current is not None:
-            if current.launch.renamed(launch.kernel_id) == launch:
+            if (
+                current.launch.renamed(launch.kernel_id) == launch
+                and not current.ended
+                and current.template is self.template
+            ):
                 return  # one for this very launch waits (or is starting)
             self._drop_spare(current)
         again = launch.renamed(str(uuid.uuid4()))
@@ -426,11 +443,12 @@ class KernelForker:
         try:
             await spare.start(template, argv, self.client_factory, self.answer_timeout, 60.0)
         except asyncio.CancelledError:
-            spare.end()
+            self._drop_spare(spare)
             raise
         except Exception as exc:
-            # logged once per reason (a spare is tried after every launch)
-            if str(exc) not in self._said:
+            # logged once per reason (a spare is tried after every launch); one ended on
+            # purpose fails as it ends
+            if not spare.ended and str(exc) not in self._said:
                 self._said.add(str(exc))
                 self.log.info("nbexec: a spare kernel did not start: %s", exc)
             self._drop_spare(spare)

@@ -17,6 +17,7 @@ run code in it; the provisioner writes the file again when a kernel takes it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import sys
@@ -29,8 +30,6 @@ from .client_handshake import connect_client
 from .kernel_process import PORT_NAMES, ForkedProcess, bound_ports, write_connection_file
 
 if TYPE_CHECKING:
-    import asyncio
-
     from .forking import KernelTemplate
 
 #: IPython's configuration files, looked for in each of its configuration folders
@@ -82,25 +81,43 @@ def _status(path: str) -> tuple[int, int, int, int] | None:
     return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def _profile_dir(launch: Launch) -> str:
-    """The IPython profile folder a kernel of ``launch`` reads (or ``--profile[-dir]``)."""
+def _options(cmd: tuple[str, ...]) -> dict[str, str]:
+    """The kernel command's ``--name=value`` and ``--name value`` options."""
+    options: dict[str, str] = {}
+    for i, arg in enumerate(cmd):
+        if not arg.startswith("--"):
+            continue
+        name, sep, value = arg[2:].partition("=")
+        if not sep and i + 1 < len(cmd) and not cmd[i + 1].startswith("-"):
+            value = cmd[i + 1]
+        options[name] = value
+    return options
+
+
+def _profile_dir(launch: Launch, options: dict[str, str]) -> str:
+    """The IPython profile folder a kernel of ``launch`` reads."""
+    def in_cwd(path: str) -> str:
+        return os.path.join(launch.cwd, os.path.expanduser(path))
+
+    if options.get("profile-dir"):
+        return in_cwd(options["profile-dir"])
     env = launch.env
-    ipython_dir = env.get("IPYTHONDIR") or os.path.join(env.get("HOME") or "~", ".ipython")
-    profile = "default"
-    for arg in launch.cmd:
-        if arg.startswith("--profile-dir="):
-            return os.path.expanduser(arg.split("=", 1)[1])
-        if arg.startswith("--profile="):
-            profile = arg.split("=", 1)[1]
-    return os.path.join(os.path.expanduser(ipython_dir), f"profile_{profile}")
+    ipython_dir = (
+        options.get("ipython-dir")
+        or env.get("IPYTHONDIR")
+        or os.path.join(env.get("HOME") or "~", ".ipython")
+    )
+    return os.path.join(in_cwd(ipython_dir), f"profile_{options.get('profile') or 'default'}")
 
 
 def startup_files(launch: Launch) -> tuple[Any, ...]:
     """The status of what a kernel of ``launch`` reads as it starts, besides its launch:
     IPython's configuration files (in the working directory, the profile, the
     environment's and the system's folders), the profile's start-up scripts and the
-    ``PYTHONSTARTUP`` file. A spare whose files changed since it started read old ones."""
-    profile = _profile_dir(launch)
+    ``PYTHONSTARTUP`` file, and a ``--config`` file. A spare whose files changed since it
+    started read old ones."""
+    options = _options(launch.cmd)
+    profile = _profile_dir(launch, options)
     folders = (launch.cwd, profile, os.path.join(sys.prefix, "etc", "ipython"),
                "/usr/local/etc/ipython", "/etc/ipython")
     seen: list[Any] = [
@@ -113,8 +130,8 @@ def startup_files(launch: Launch) -> tuple[Any, ...]:
     except OSError:
         names = []
     seen.extend((name, _status(os.path.join(startup, name))) for name in names)
-    python_startup = launch.env.get("PYTHONSTARTUP")
-    seen.append(_status(os.path.join(launch.cwd, python_startup)) if python_startup else None)
+    for extra in (launch.env.get("PYTHONSTARTUP"), options.get("config")):
+        seen.append(_status(os.path.join(launch.cwd, os.path.expanduser(extra))) if extra else None)
     return tuple(seen)
 
 
@@ -139,6 +156,9 @@ class Spare:
     #: handed over to the kernel it became, or ended: nothing more to do with it
     used: bool = False
     ended: bool = False
+    #: its connection file was removed once it bound its ports (the path may be another
+    #: kernel's file by the time the spare is released: the kernel started under its id)
+    file_removed: bool = False
 
     @property
     def ready(self) -> bool:
@@ -165,6 +185,8 @@ class Spare:
         connect a client. Raises what went wrong; whatever it failed or was ended with is
         released."""
         launch = self.launch
+        if self.ended:
+            return
         info = {**dict(launch.settings), "key": self.key, **dict.fromkeys(PORT_NAMES, 0)}
         try:
             write_connection_file(launch.connection_file, info)
@@ -174,6 +196,7 @@ class Spare:
             self.ports = await bound_ports(self.process, launch.connection_file, timeout)
             # it has read the file and written its ports: nothing finds it from now on
             os.remove(launch.connection_file)
+            self.file_removed = True
             if self.ended:
                 return
             self.client = make_client()
@@ -220,14 +243,15 @@ class Spare:
 
     def end(self) -> None:
         """End it: kill its process, stop its client, remove its connection file. While
-        `start` is under way its process is killed now and the rest done by `start`."""
+        `start` is under way it is cancelled, and releases what it has as it stops (a fork
+        it was waiting for is killed by the template's side, which nobody waits for)."""
         if self.used or self.ended:
             return
         self.ended = True
-        if self.task is not None and not self.task.done():
-            if self.process is not None:  # its next step then fails at once
-                with contextlib.suppress(OSError):
-                    self.process.kill()
+        task = self.task
+        if task is not None and not task.done():
+            if task is not asyncio.current_task():
+                task.cancel()
             return
         self._release()
 
@@ -243,5 +267,7 @@ class Spare:
             with contextlib.suppress(OSError):
                 process.kill()
             process.close()
-        with contextlib.suppress(OSError):
-            os.remove(self.launch.connection_file)
+        if not self.file_removed:
+            self.file_removed = True
+            with contextlib.suppress(OSError):
+                os.remove(self.launch.connection_file)
