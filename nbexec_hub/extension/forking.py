@@ -387,18 +387,15 @@ class KernelForker:
         spare = self.spare
         if spare is None or spare.launch.tag != tag:
             return None
-        template = self.template
-        if template is None or not template.alive() or spare.template is not template:
-            self._drop_spare(spare)  # it ends with the template that forked it
+        if not self._of_live_template(spare):
             return None
         if spare.task is not None and not spare.task.done():
             # asyncio.wait: the spare's own failure or end is not this caller's
             await asyncio.wait({spare.task}, timeout=self.spare_claim_wait)
-        if self.spare is not spare:  # another run claimed it meanwhile, or it was dropped
-            return None
-        if self.template is not template or not template.alive():  # replaced meanwhile
-            self._drop_spare(spare)
-            return None
+            if self.spare is not spare:  # another run claimed it meanwhile, or it was dropped
+                return None
+            if not self._of_live_template(spare):  # the template was replaced meanwhile
+                return None
         if not spare.ready:
             if spare.task is None or spare.task.done():  # it failed, or died waiting
                 self._drop_spare(spare)
@@ -406,6 +403,15 @@ class KernelForker:
         self.spare = None
         self._claimed[spare.launch.kernel_id] = spare
         return spare.launch.kernel_id
+
+    def _of_live_template(self, spare: Spare) -> bool:
+        """Whether the spare's template is the running one; if not, the spare is dropped
+        (it ends with the template that forked it)."""
+        template = self.template
+        if template is not None and spare.template is template and template.alive():
+            return True
+        self._drop_spare(spare)
+        return False
 
     def take_spare(self, kernel_id: str) -> Spare | None:
         """The spare claimed for this kernel id (the provisioner's, at its launch)."""

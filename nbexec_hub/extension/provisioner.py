@@ -39,6 +39,11 @@ SETTINGS = ("ip", "transport", "signature_scheme", "kernel_name")
 _expected: dict[str, tuple[KernelForker, Hashable]] = {}
 
 
+def encrypted(info: dict[str, Any]) -> bool:
+    """Whether connection info carries CurveZMQ keys (no spare serves such a kernel)."""
+    return any(name.startswith("curve_") for name in info)
+
+
 def expect_fork(kernel_id: str, forker: KernelForker, tag: Hashable = None) -> None:
     """Fork the kernel that will be started with this id (if it can be forked); ``tag``
     is what a spare of its launch is found by (`KernelForker.claim_spare`)."""
@@ -110,7 +115,7 @@ class ForkingProvisioner(LocalProvisioner):  # type: ignore[misc]
         spare, self._spare = self._spare, None
         if spare is None:
             return None
-        if any(name.startswith("curve_") for name in self.connection_info):
+        if encrypted(self.connection_info):
             reason: str | None = "the kernel's transport is encrypted"
         else:
             reason = spare.unfit(launch)
@@ -158,7 +163,7 @@ class ForkingProvisioner(LocalProvisioner):  # type: ignore[misc]
             setattr(km, name, port)
         if spare is not None:  # the manager wrote the file with no ports meanwhile
             write_connection_file(km.connection_file, info)
-        if not any(name.startswith("curve_") for name in info):
+        if not encrypted(info):  # a spare's keys would be the manager's to make
             forker.launched(launch)
         return info
 

@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import os
 import sys
-import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -138,7 +137,7 @@ def startup_files(launch: Launch) -> tuple[Any, ...]:
 @dataclass
 class Spare:
     """A kernel forked for a launch to come: started by `start`, taken by `hand_over`,
-    ended by `end` (at once, or by `start` as soon as its current step returns)."""
+    ended by `end` (at once, or by cancelling `start`, which releases what it has)."""
 
     launch: Launch
     key: str
@@ -149,11 +148,10 @@ class Spare:
     #: a client connected to it, kernel_info answered on both channels
     client: Any = None
     connected: bool = False
-    made_at: float = field(default_factory=time.monotonic)
     task: asyncio.Task[None] | None = None
     #: the timer that ends it unused (cancelled when it is taken or ended)
     expiry: asyncio.TimerHandle | None = None
-    #: handed over to the kernel it became, or ended: nothing more to do with it
+    #: handed over to the kernel it became (``used``) or ended unused (``ended``)
     used: bool = False
     ended: bool = False
     #: its connection file was removed once it bound its ports (the path may be another
@@ -163,14 +161,10 @@ class Spare:
     @property
     def ready(self) -> bool:
         """Whether it started (its client connected) and still runs."""
-        return (
-            self.connected
-            and not self.ended
-            and self.process is not None
-            and self.process.poll() is None
-        )
+        return self.connected and not self.ended and self.alive()
 
     def alive(self) -> bool:
+        """Whether its process runs."""
         return self.process is not None and self.process.poll() is None
 
     async def start(
